@@ -1,0 +1,132 @@
+"""Command line: ``countis-bridge run | emulate | demo | read | discovery``.
+
+The CLI is thin: it parses arguments, calls one function per command, and maps the
+project's exceptions to one-line messages and exit codes (see ``EXIT_CODES``).
+Commands import their modules lazily so ``read`` and ``emulate`` need only the core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from bridge import __version__
+from bridge.errors import (
+    ConfigError,
+    CountisError,
+    MeterConnectionError,
+    MeterTimeoutError,
+    NotACountisError,
+)
+
+#: Exit codes: 1 = runtime failure, 2 = bad usage or configuration, 3 = not a COUNTIS.
+EXIT_CODES: tuple[tuple[type[CountisError], int, str], ...] = (
+    (ConfigError, 2, "check the configuration file and options"),
+    (NotACountisError, 3, "is this a Socomec COUNTIS E27/E28, and is the unit id right?"),
+    (MeterTimeoutError, 1, "check the unit id (default 5) and that the meter is powered"),
+    (MeterConnectionError, 1, "check the address and port, and that Modbus TCP is reachable"),
+    (CountisError, 1, ""),
+)
+
+
+def _add_read(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("read", help="identify and read a meter once")
+    p.add_argument("target", metavar="HOST[:PORT]", help="meter address (port default 502)")
+    p.add_argument("--unit", type=int, default=5, help="Modbus unit id (default 5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds per request")
+
+
+def _add_emulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("emulate", help="run emulated COUNTIS meters (Modbus TCP servers)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    p.add_argument("--port", type=int, default=5020, help="first port (one port per meter)")
+    p.add_argument("--unit", type=int, default=5, help="unit id the meters answer")
+    p.add_argument("--model", choices=("E27", "E28"), default="E28")
+    p.add_argument("--serial", default=None, help="serial number of the first meter")
+    p.add_argument("--profile", default="daily", help="load profile (see --help-profiles)")
+    p.add_argument("--speed", type=float, default=1.0, help="time acceleration factor")
+    p.add_argument("--state-file", default=None, help="JSON file keeping the counters")
+    p.add_argument("--meters", type=int, default=1, help="number of meters (one port each)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (reproducible runs)")
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default=None, help="YAML configuration file")
+
+
+def _add_daemon(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _add_config(sub.add_parser("run", help="run the MQTT bridge"))
+    _add_config(sub.add_parser("discovery", help="print the discovery payloads"))
+    p = sub.add_parser("demo", help="emulated meter + embedded broker + bridge, live values")
+    p.add_argument("--meters", type=int, default=1, help="number of emulated meters")
+    p.add_argument("--speed", type=float, default=60.0, help="emulator time acceleration")
+    p.add_argument("--mqtt-port", type=int, default=None, help="broker port (default: free)")
+    p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="countis-bridge",
+        description="Socomec COUNTIS E27/E28 meters in Home Assistant, MQTT and Node-RED.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="logging level (default INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_daemon(sub)
+    _add_emulate(sub)
+    _add_read(sub)
+    return parser
+
+
+def _handler(command: str) -> Callable[[argparse.Namespace], int]:
+    if command == "read":
+        from bridge.readcmd import main as read_main  # noqa: PLC0415
+
+        return read_main
+    if command == "emulate":
+        from bridge.emulator.cli import main as emulate_main  # noqa: PLC0415
+
+        return emulate_main
+    from bridge import daemon  # noqa: PLC0415
+
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": daemon.run_main,
+        "discovery": daemon.discovery_main,
+        "demo": daemon.demo_main,
+    }
+    return handlers[command]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``countis-bridge`` script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return _handler(args.command)(args)
+    except KeyboardInterrupt:
+        return 130
+    except CountisError as err:
+        for kind, code, hint in EXIT_CODES:
+            if isinstance(err, kind):
+                suffix = f" ({hint})" if hint else ""
+                print(f"countis-bridge {args.command}: error: {err}{suffix}", file=sys.stderr)
+                return code
+        raise  # pragma: no cover - CountisError is the last entry
+
+
+if __name__ == "__main__":
+    sys.exit(main())
