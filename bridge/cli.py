@@ -57,9 +57,24 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", default=None, help="YAML configuration file")
 
 
+def _add_bridge_options(p: argparse.ArgumentParser) -> None:
+    """Overrides of the configuration (see ``bridge.settings.settings_overrides_from_args``)."""
+    _add_config(p)
+    g = p.add_argument_group("overrides (beat COUNTIS_* variables and the file)")
+    g.add_argument("--mqtt-host", default=None, help="MQTT broker host")
+    g.add_argument("--mqtt-port", type=int, default=None, help="MQTT broker port")
+    g.add_argument("--mqtt-username", default=None, help="MQTT user name")
+    g.add_argument("--mqtt-client-id", default=None, help="MQTT client id")
+    g.add_argument("--base-topic", default=None, help="base topic (default countis)")
+    g.add_argument("--discovery-prefix", default=None, help="default homeassistant")
+    g.add_argument("--discovery-mode", choices=("device", "entity"), default=None)
+    g.add_argument("--data-dir", default=None, help="directory for persisted state")
+    g.add_argument("--offline-after", type=int, default=None, help="failed polls -> offline")
+
+
 def _add_daemon(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    _add_config(sub.add_parser("run", help="run the MQTT bridge"))
-    _add_config(sub.add_parser("discovery", help="print the discovery payloads"))
+    _add_bridge_options(sub.add_parser("run", help="run the MQTT bridge"))
+    _add_bridge_options(sub.add_parser("discovery", help="print the discovery payloads"))
     p = sub.add_parser("demo", help="emulated meter + embedded broker + bridge, live values")
     p.add_argument("--meters", type=int, default=1, help="number of emulated meters")
     p.add_argument("--speed", type=float, default=60.0, help="emulator time acceleration")
