@@ -1,0 +1,68 @@
+"""Pure figures of the fleet benchmark: missed deadlines, percentiles, request counts."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+
+from bridge.entities import Group, keys_for_groups
+from bridge.plan import ReadRequest, plan_reads
+from bridge.values import registers_for
+
+_TIMESTAMP = re.compile(rb'"timestamp":\s*(-?[0-9.eE+-]+)')
+
+
+def poll_timestamp(payload: bytes) -> float | None:
+    """The ``timestamp`` field of a state JSON (poll start), without parsing it all."""
+    match = _TIMESTAMP.search(payload)
+    return float(match.group(1)) if match else None
+
+
+def group_plan(group: Group) -> tuple[ReadRequest, ...]:
+    """The FC3 requests of one poll group with every value key of that group."""
+    return plan_reads(registers_for(keys_for_groups({group})))
+
+
+def missed_polls(stamps: Sequence[float], t0: float, t1: float, interval: float) -> int:
+    """Deadlines in ``[t0, t1)`` that passed without a poll starting (``stamps`` sorted).
+
+    Read from the gaps between consecutive poll starts: a gap of more than 1.5 intervals
+    means a deadline went by (a poll more than half an interval late counts as missed).
+    Robust to jitter at the window's edges, unlike comparing counts.
+    """
+    before = [s for s in stamps if s < t0]
+    inside = [s for s in stamps if t0 <= s < t1]
+    if not before and not inside:
+        return math.floor((t1 - t0) / interval)
+    # The last poll before the window, clipped so deadlines before the window don't count.
+    prev = max(before[-1], t0 - interval) if before else t0
+    missed = 0
+    for stamp in [*inside, t1]:
+        missed += max(0, math.floor((stamp - prev) / interval - 0.5))
+        prev = stamp
+    return missed
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile ``q`` (0..100) of ascending values; NaN when empty."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def cpu_pct(cpu_s: float, wall_s: float) -> float:
+    """CPU use in % of one core."""
+    return 100.0 * cpu_s / wall_s if wall_s > 0 else math.nan
+
+
+def rounded(values: Iterable[tuple[str, object]]) -> dict[str, object]:
+    """Round floats for the JSON line (3 significant decimals are plenty)."""
+    out: dict[str, object] = {}
+    for key, value in values:
+        if isinstance(value, float):
+            out[key] = None if math.isnan(value) else round(value, 3)
+        else:
+            out[key] = value
+    return out
