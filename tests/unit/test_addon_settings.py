@@ -1,0 +1,238 @@
+"""The add-on entrypoint's pure part: options and Supervisor answers -> bridge settings."""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge import addon
+from bridge.addon import (
+    EMULATED_METER_NAME,
+    AddonMeter,
+    AddonOptions,
+    Broker,
+    build_settings,
+    parse_mqtt_service,
+    parse_options,
+    write_settings,
+)
+from bridge.errors import ConfigError
+from bridge.settings import load_settings
+
+SERVICE = {
+    "result": "ok",
+    "data": {
+        "addon": "core_mosquitto",
+        "host": "core-mosquitto",
+        "port": 1883,
+        "ssl": False,
+        "protocol": "3.1.1",
+        "username": "addons",
+        "password": "Eingang1234",
+    },
+}
+
+
+def test_parse_options_of_a_full_configuration() -> None:
+    options = parse_options(
+        {
+            "meters": [
+                {
+                    "name": " Main ",
+                    "host": "192.168.0.4",
+                    "port": 1502,
+                    "unit": 7,
+                    "read_only": True,
+                },
+                {"name": "Heat pump", "host": "meter2.lan"},
+            ],
+            "realtime_interval": 1,
+            "energy_interval": 30.5,
+            "discovery_prefix": "ha",
+            "base_topic": "site/countis",
+            "discovery_mode": "entity",
+            "per_value_topics": True,
+            "mqtt": {"host": "broker.lan", "port": 8883, "username": "u", "password": 1234},
+            "log_level": "DEBUG",
+            "emulate": True,
+        }
+    )
+    assert options == AddonOptions(
+        meters=(
+            AddonMeter(name="Main", host="192.168.0.4", port=1502, unit=7, read_only=True),
+            AddonMeter(name="Heat pump", host="meter2.lan", port=502, unit=5, read_only=False),
+        ),
+        realtime_interval=1.0,
+        energy_interval=30.5,
+        discovery_prefix="ha",
+        base_topic="site/countis",
+        discovery_mode="entity",
+        per_value_topics=True,
+        mqtt_override=Broker(host="broker.lan", port=8883, username="u", password="1234"),
+        log_level="debug",
+        emulate=True,
+    )
+
+
+def test_an_empty_mqtt_override_means_the_supervisor_broker() -> None:
+    assert parse_options({"mqtt": {}}).mqtt_override is None
+    assert parse_options({"mqtt": {"host": "", "username": "u"}}).mqtt_override is None
+    assert parse_options({"mqtt": {"host": "b"}}).mqtt_override == Broker(host="b")
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ({"meters": {"name": "x"}}, "meters: expected a list"),
+        ({"meters": ["Main"]}, "meters[0]: expected a mapping"),
+        ({"meters": [{"name": "Main"}]}, "meters[0].host: required"),
+        ({"meters": [{"host": "h"}]}, "meters[0].name: required"),
+        ({"meters": [{"name": "M", "host": "h", "port": True}]}, "port: expected int"),
+        ({"meters": [{"name": "M", "host": "h", "unit": "5"}]}, "unit: expected int"),
+        ({"realtime_interval": "fast"}, "realtime_interval: expected int or float"),
+        ({"per_value_topics": "yes"}, "per_value_topics: expected bool"),
+        ({"log_level": "trace"}, "log_level"),
+        ({"mqtt": "broker"}, "mqtt: expected a mapping"),
+        ({"mqtt": {"host": ["a"]}}, "mqtt.host: expected text"),
+    ],
+)
+def test_bad_options_name_the_field(raw: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=r"add-on option .*" + problem.replace("[", r"\[")):
+        parse_options(raw)
+
+
+def test_parse_mqtt_service() -> None:
+    assert parse_mqtt_service(SERVICE) == Broker(
+        host="core-mosquitto", port=1883, username="addons", password="Eingang1234"
+    )
+    tls = {"result": "ok", "data": {"host": "h", "port": "8883", "ssl": True}}
+    assert parse_mqtt_service(tls) == Broker(host="h", port=8883, tls=True)
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        ({"result": "error", "message": "No mqtt service"}, "No mqtt service"),
+        ({"result": "ok", "data": {}}, "no broker host"),
+        ({"result": "ok", "data": {"host": "h", "port": "x"}}, "bad port"),
+        ([1, 2], "not a JSON object"),
+    ],
+)
+def test_parse_mqtt_service_errors(payload: Any, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        parse_mqtt_service(payload)
+
+
+def test_the_password_is_not_in_the_repr() -> None:
+    assert "Eingang1234" not in repr(parse_mqtt_service(SERVICE))
+
+
+def test_settings_round_trip_through_the_bridge_settings(tmp_path: Path) -> None:
+    options = parse_options(
+        {
+            "meters": [{"name": "Main", "host": "192.168.0.4", "unit": 7, "read_only": True}],
+            "realtime_interval": 1.5,
+            "energy_interval": 20,
+            "base_topic": "site/countis",
+            "discovery_mode": "entity",
+            "per_value_topics": True,
+            "log_level": "warning",
+        }
+    )
+    broker = Broker(host="core-mosquitto", port=1884, username="addons", password="1234", tls=True)
+    data = build_settings(options, broker, data_dir=tmp_path / "data", emulator_port=5999)
+    path = write_settings(data, tmp_path / "run")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # the broker password is inside
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+    settings = load_settings(path)
+    mqtt = settings.mqtt
+    assert (mqtt.host, mqtt.port, mqtt.username) == ("core-mosquitto", 1884, "addons")
+    assert mqtt.password is not None
+    assert mqtt.password.get_secret_value() == "1234"
+    assert mqtt.tls.enabled
+    assert (mqtt.base_topic, mqtt.discovery_prefix) == ("site/countis", "homeassistant")
+    assert mqtt.discovery_mode == "entity"
+    assert mqtt.per_value_topics
+    assert settings.log_level == "WARNING"
+    assert settings.data_dir == tmp_path / "data" / "countis-bridge"
+    main, emulated = settings.meters
+    assert (main.name, main.host, main.port, main.unit) == ("Main", "192.168.0.4", 502, 7)
+    assert main.read_only
+    assert (main.realtime_interval, main.energy_interval) == (1.5, 20.0)
+    assert (emulated.name, emulated.host, emulated.port) == (EMULATED_METER_NAME, "127.0.0.1", 5999)
+    assert not emulated.read_only
+
+
+def test_no_meters_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="no meters"):
+        build_settings(AddonOptions(), Broker(host="h"), data_dir=Path("/data"))
+
+
+def test_the_emulated_meter_name_is_reserved() -> None:
+    options = AddonOptions(meters=(AddonMeter(name="emulated METER", host="h"),), emulate=True)
+    with pytest.raises(ConfigError, match="emulated meter's name"):
+        build_settings(options, Broker(host="h"), data_dir=Path("/data"), emulator_port=1)
+
+
+def test_without_token_or_override_there_is_no_broker() -> None:
+    with pytest.raises(ConfigError, match="SUPERVISOR_TOKEN is not set"):
+        addon.resolve_broker(AddonOptions(), {})
+
+
+def test_prepare_with_an_mqtt_override(tmp_path: Path) -> None:
+    options_file = tmp_path / "options.json"
+    options_file.write_text(
+        json.dumps(
+            {
+                "meters": [{"name": "Main", "host": "192.168.0.4"}],
+                "mqtt": {"host": "broker.lan", "username": "u", "password": "p"},
+                "log_level": "debug",
+                "emulate": False,
+            }
+        )
+    )
+    env = {
+        addon.OPTIONS_ENV: str(options_file),
+        addon.DATA_ENV: str(tmp_path / "data"),
+        addon.RUN_DIR_ENV: str(tmp_path / "run"),
+        addon.SUPERVISOR_URL_ENV: "http://127.0.0.1:9",  # never asked: the override wins
+        "PATH": "/usr/bin",
+    }
+    command, child_env = addon.prepare(env)
+    settings_file = tmp_path / "run" / addon.SETTINGS_FILE
+    assert command == [
+        sys.executable, "-m", "bridge", "--log-level", "DEBUG",
+        "run", "--config", str(settings_file),
+    ]  # fmt: skip
+    assert child_env == {"PATH": "/usr/bin"}  # our own variables never reach the bridge
+    settings = load_settings(settings_file)
+    assert settings.mqtt.host == "broker.lan"
+    assert [m.name for m in settings.meters] == ["Main"]
+
+
+def test_main_rejects_unknown_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert addon.main(["jump"]) == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_main_reports_config_errors_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(addon.OPTIONS_ENV, str(tmp_path / "missing.json"))
+    assert addon.main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("countis-bridge add-on: error: add-on options not found")
+
+
+def test_health_without_settings_is_unhealthy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(addon.RUN_DIR_ENV, str(tmp_path))
+    assert addon.main(["health"]) == 1  # Docker: 1 = unhealthy (2 is reserved)
+    assert "unhealthy" in capsys.readouterr().err
