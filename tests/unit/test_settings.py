@@ -390,3 +390,10 @@ def test_unset_flags_leave_env_and_file_alone(
     settings = load_settings(write(tmp_path, MINIMAL), overrides)
     assert (settings.mqtt.host, settings.mqtt.port) == ("env-host", 1884)
     assert settings_overrides_from_args(build_parser().parse_args(["demo"])) == {}
+
+
+def test_meter_names_are_trimmed_and_may_be_null(tmp_path: Path) -> None:
+    text = "meters: [{name: '  Main  ', host: a}, {name: null, host: b}]\n"
+    first, second = load_settings(write(tmp_path, text)).meters
+    assert first.name == "Main"
+    assert second.name is None
