@@ -39,18 +39,56 @@ def _add_read(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--timeout", type=float, default=3.0, help="seconds per request")
 
 
+_EMULATE_EPILOG = """\
+profiles: constant (10 A per phase, PF 0.9 inductive, 230 V, 50 Hz), daily (household
+  day, inductive by day, capacitive at night), random_walk, pv (midday export, P < 0).
+fleet: --meters N serves ports PORT..PORT+N-1 (--port 0: free ports), serials counted up
+  from --serial (default 21170A0100001); --state-file s.json keeps each meter's counters
+  in s-<serial>.json (a single meter: s.json itself), saved every minute and on
+  SIGINT/SIGTERM (exit code 0).
+control API (--control-port P, on 127.0.0.1 only; JSON in and out; i = meter index 0..N-1):
+  GET  /meters                 every meter: serial, port, unit, tariff, faults, values
+  GET  /meters/i/values        one meter's values by value key
+  POST /meters/i/faults        {"delay": s|null, "no_answer": bool, "exception": code|null,
+                                "freeze": bool, "zero_counters": bool,
+                                "lower_counters": bool, "drop": true, "clear": true}
+  POST /meters/i/partial       {"action": "start" | "stop" | "reset"}
+  POST /meters/i/tariff        {"tariff": 1 | 2}
+  e.g. curl -d '{"no_answer": true}' http://127.0.0.1:P/meters/0/faults
+"""
+
+
 def _add_emulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("emulate", help="run emulated COUNTIS meters (Modbus TCP servers)")
+    p = sub.add_parser(
+        "emulate",
+        help="run emulated COUNTIS meters (Modbus TCP servers)",
+        epilog=_EMULATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     p.add_argument("--port", type=int, default=5020, help="first port (one port per meter)")
     p.add_argument("--unit", type=int, default=5, help="unit id the meters answer")
     p.add_argument("--model", choices=("E27", "E28"), default="E28")
     p.add_argument("--serial", default=None, help="serial number of the first meter")
-    p.add_argument("--profile", default="daily", help="load profile (see --help-profiles)")
+    p.add_argument(
+        "--profile",
+        default="daily",
+        choices=("constant", "daily", "random_walk", "pv"),
+        help="load profile (default daily)",
+    )
     p.add_argument("--speed", type=float, default=1.0, help="time acceleration factor")
     p.add_argument("--state-file", default=None, help="JSON file keeping the counters")
     p.add_argument("--meters", type=int, default=1, help="number of meters (one port each)")
     p.add_argument("--seed", type=int, default=None, help="random seed (reproducible runs)")
+    p.add_argument(
+        "--control-port", type=int, default=None, help="HTTP control API port (default off)"
+    )
+    p.add_argument(
+        "--overflow-kwh",
+        type=int,
+        default=1_000_000,
+        help="value where the total counters wrap (default 1000000 kWh)",
+    )
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
