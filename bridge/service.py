@@ -1,0 +1,344 @@
+"""The bridge supervisor: one TaskGroup with the broker session and one poller per meter.
+
+- The broker task connects (LWT + birth), subscribes to the command topics and Home
+  Assistant's status, clears meters removed from the configuration, republishes discovery
+  and the last states, then dispatches incoming messages; when the connection drops it
+  reconnects with capped backoff and does it all again.
+- Each meter's :class:`~bridge.poller.MeterPoller` polls forever on its own schedule and
+  publishes through :meth:`Bridge.publish`, which never waits for the broker.
+- ``<data_dir>/published.json`` remembers which meters were announced (serial, slug, topic
+  layout) so that a meter removed from the configuration, a serial that changed or a
+  discovery mode that changed can have its retained messages cleared.
+
+Logging: one line per state change of the broker or of a meter, never one per poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from bridge import topics
+from bridge.commands import (
+    CommandParseError,
+    error_response,
+    parse_command,
+    parse_error_response,
+)
+from bridge.discovery import (
+    DiscoveryMeter,
+    DiscoveryOptions,
+    command_platforms,
+    discovery_messages,
+    removal_messages,
+)
+from bridge.entities import SENSORS
+from bridge.errors import ConfigError
+from bridge.models import MeterIdentity
+from bridge.mqtt import BrokerConnectionError, BrokerOptions, Incoming, MqttConnection
+from bridge.poller import Backoff, MeterPoller, PollerConfig, write_atomic
+
+_LOG = logging.getLogger("bridge.service")
+REGISTRY_FILE = "published.json"
+REGISTRY_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Published:
+    """What was announced for one configured meter (an entry of the registry file)."""
+
+    serial: str
+    slug: str
+    base_topic: str
+    discovery_prefix: str
+    mode: Literal["device", "entity"]
+    per_value: bool
+
+    def options(self) -> DiscoveryOptions:
+        """The topic layout this entry was published with."""
+        return DiscoveryOptions(
+            base_topic=self.base_topic, discovery_prefix=self.discovery_prefix, mode=self.mode
+        )
+
+
+def stale_topics(old: Published, new: Published | None) -> list[str]:
+    """Retained topics of ``old`` that ``new`` does not overwrite (``None`` = meter gone)."""
+    opts = old.options()
+    if new is None:
+        return [topic for topic, _ in removal_messages(old.serial, old.slug, opts)]
+    out: list[str] = []
+    same_place = old.serial == new.serial and old.discovery_prefix == new.discovery_prefix
+    if not same_place:
+        out += [t for t, _ in removal_messages(old.serial, None, opts)]
+    elif old.mode != new.mode:
+        if old.mode == "device":
+            out.append(topics.device_discovery(old.discovery_prefix, old.serial))
+        else:
+            keys = [*(s.key for s in SENSORS), *command_platforms()]
+            out += [t for t, _ in removal_messages(old.serial, None, opts, keys=keys)]
+    if old.slug != new.slug or old.base_topic != new.base_topic:
+        out += slug_topics(old.base_topic, old.slug)
+    elif old.per_value and not new.per_value:
+        out += [topics.value(old.base_topic, old.slug, s.key) for s in SENSORS]
+    return out
+
+
+def slug_topics(base: str, slug: str) -> list[str]:
+    """The retained topics under one meter slug: state, availability, per-value topics."""
+    out = [topics.state(base, slug), topics.meter_availability(base, slug)]
+    return out + [topics.value(base, slug, s.key) for s in SENSORS]
+
+
+class Registry:
+    """The published-meters file in the data directory (written when it changed)."""
+
+    def __init__(self, path: Path) -> None:
+        """Load ``path`` if it exists (a damaged file is ignored with a warning)."""
+        self.path = path
+        self.entries: dict[str, Published] = {}
+        self.dirty = False
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("version") == REGISTRY_VERSION:
+                self.entries = {k: Published(**v) for k, v in data["meters"].items()}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+            _LOG.warning("ignoring %s: %s", path, err)
+
+    def set(self, key: str, entry: Published | None) -> Published | None:
+        """Record (or forget) a meter; returns the previous entry."""
+        old = self.entries.pop(key, None) if entry is None else self.entries.get(key)
+        if entry is not None:
+            self.entries[key] = entry
+        self.dirty = self.dirty or old != entry
+        return old
+
+    def save(self) -> None:
+        """Write the file if anything changed."""
+        if not self.dirty:
+            return
+        data = {
+            "version": REGISTRY_VERSION,
+            "meters": {k: _entry_dict(v) for k, v in sorted(self.entries.items())},
+        }
+        try:
+            write_atomic(self.path, json.dumps(data, indent=1))
+            self.dirty = False
+        except OSError as err:
+            _LOG.warning("cannot write %s: %s", self.path, err)
+
+
+def _entry_dict(entry: Published) -> dict[str, object]:
+    return {
+        "serial": entry.serial,
+        "slug": entry.slug,
+        "base_topic": entry.base_topic,
+        "discovery_prefix": entry.discovery_prefix,
+        "mode": entry.mode,
+        "per_value": entry.per_value,
+    }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BridgeConfig:
+    """Plain configuration of the whole bridge (the daemon maps Settings onto it)."""
+
+    broker: BrokerOptions
+    meters: Sequence[PollerConfig]
+    data_dir: Path
+    discovery: DiscoveryOptions
+    per_value_topics: bool = False
+    broker_backoff_first: float = 0.5
+    broker_backoff_cap: float = 30.0
+
+
+class Bridge:
+    """Supervises the broker session and every meter's poller."""
+
+    def __init__(self, config: BridgeConfig) -> None:
+        """Build the pollers; nothing runs before :meth:`run`."""
+        self.config = config
+        self.discovery = replace(config.discovery, qos=config.broker.qos)
+        self.registry = Registry(config.data_dir / REGISTRY_FILE)
+        count = max(len(config.meters), 1)
+        self.pollers = [
+            MeterPoller(meter, sink=self, data_dir=config.data_dir, phase=i / count)
+            for i, meter in enumerate(config.meters)
+        ]
+        self.connection: MqttConnection | None = None
+        self.connected = asyncio.Event()
+        self._base = config.discovery.base_topic
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        try:
+            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            msg = f"data_dir {self.config.data_dir}: {err.strerror or err}"
+            raise ConfigError(msg) from err
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._broker_loop(), name="mqtt broker")
+                group.create_task(self._save_registry_loop(), name="registry")
+                for poller in self.pollers:
+                    group.create_task(poller.run(), name=f"meter {poller.config.label}")
+        finally:
+            self.registry.save()
+
+    async def _save_registry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.registry.save()
+
+    async def _broker_loop(self) -> None:
+        broker = self.config.broker
+        backoff = Backoff(self.config.broker_backoff_first, self.config.broker_backoff_cap)
+        where = f"{broker.host}:{broker.port}"
+        was_up: bool | None = None
+        while True:
+            try:
+                async with MqttConnection(
+                    broker, availability_topic=topics.bridge_availability(self._base)
+                ) as connection:
+                    self.connection = connection
+                    _LOG.info("connected to MQTT broker %s", where)
+                    was_up = True
+                    backoff.reset()
+                    await self._session(connection)
+            except BrokerConnectionError as err:
+                if was_up is not False:
+                    _LOG.warning("MQTT broker %s unavailable (%s); retrying", where, err)
+                was_up = False
+            finally:
+                self.connection = None
+                self.connected.clear()
+            await asyncio.sleep(backoff.next())
+
+    async def _session(self, connection: MqttConnection) -> None:
+        """One broker session: subscribe, (re)publish, then dispatch until it drops."""
+        await connection.subscribe(
+            topics.command_filter(self._base), topics.ha_status(self.discovery.discovery_prefix)
+        )
+        await self._clear_removed(connection)
+        self.republish_all()
+        self.connected.set()
+        async for message in connection.messages():
+            self._dispatch(message)
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes | str, *, retain: bool = True) -> None:
+        """Publish without waiting; dropped while the broker is away."""
+        connection = self.connection
+        if connection is None:
+            return
+        # try/except rather than contextlib.suppress: this is the per-poll hot path.
+        try:  # noqa: SIM105
+            connection.publish_nowait(topic, payload, retain=retain)
+        except BrokerConnectionError:
+            pass  # the broker task notices, logs once and republishes on reconnect
+
+    def identified(self, poller: MeterPoller, previous: MeterIdentity | None) -> None:
+        """A meter was identified (first time, or another serial): announce it."""
+        del previous  # the registry knows what was published before, even across restarts
+        self._announce(poller)
+
+    def republish_all(self) -> None:
+        """Discovery, availability and last state of every identified meter."""
+        for poller in self.pollers:
+            if poller.identity is not None:
+                self._announce(poller)
+            poller.republish()
+
+    def _announce(self, poller: MeterPoller) -> None:
+        identity, slug, cfg = poller.identity, poller.slug, poller.config
+        if identity is None or slug is None:
+            return
+        entry = Published(
+            serial=identity.serial_number,
+            slug=slug,
+            base_topic=self._base,
+            discovery_prefix=self.discovery.discovery_prefix,
+            mode=self.discovery.mode,
+            per_value=self.config.per_value_topics,
+        )
+        old = self.registry.set(cfg.key, entry)
+        if old is not None and old != entry:
+            for topic in stale_topics(old, entry):
+                self.publish(topic, b"")
+        meter = DiscoveryMeter.from_identity(
+            identity, slug=slug, name=cfg.name, host=cfg.host, read_only=cfg.read_only
+        )
+        for topic, payload in discovery_messages(meter, self.discovery):
+            self.publish(topic, payload)
+
+    async def _clear_removed(self, connection: MqttConnection) -> None:
+        """Clear retained messages of meters that are no longer configured."""
+        configured = {p.config.key for p in self.pollers}
+        live = [e for k, e in self.registry.entries.items() if k in configured]
+        for key in [k for k in self.registry.entries if k not in configured]:
+            old = self.registry.entries[key]
+            if any(e.serial == old.serial for e in live):
+                # Same meter configured under another name: keep its discovery.
+                stale = (
+                    []
+                    if any(e.slug == old.slug for e in live)
+                    else slug_topics(old.base_topic, old.slug)
+                )
+            else:
+                stale = stale_topics(old, None)
+            await connection.clear(_unique(stale))
+            self.registry.set(key, None)
+            _LOG.info("removed meter %s (serial %s): cleared its retained topics", key, old.serial)
+        self.registry.save()
+
+    # -- incoming messages ---------------------------------------------------------------
+
+    def _dispatch(self, message: Incoming) -> None:
+        if message.topic == topics.ha_status(self.discovery.discovery_prefix):
+            if message.payload.strip().lower() == b"online":
+                _LOG.info("Home Assistant is online: republishing discovery and states")
+                self.republish_all()
+            return
+        parsed = topics.parse_command_topic(self._base, message.topic)
+        if parsed is None:
+            return
+        if message.retain:
+            return  # a retained command is an old command: never act on it
+        slug, name = parsed
+        task = asyncio.create_task(self._command(slug, name, message.payload))
+        self._tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._tasks.discard)
+
+    async def _command(self, slug: str, name: str, payload: bytes) -> None:
+        response_topic = topics.response(self._base, slug)
+        poller = next((p for p in self.pollers if p.slug == slug), None)
+        try:
+            command = parse_command(name, payload)
+        except CommandParseError as err:
+            _LOG.warning("meter %s: bad command on set/%s: %s", slug, name, err.reason)
+            self.publish(response_topic, parse_error_response(err).to_json(), retain=False)
+            return
+        if poller is None:
+            response = error_response(name, f"unknown meter {slug!r}", command.correlation_id)
+            self.publish(response_topic, response.to_json(), retain=False)
+            return
+        try:
+            response = await poller.execute(command)
+        except Exception as err:  # a bug must not take the bridge down: answer and log it
+            _LOG.exception("meter %s: %s command crashed", slug, name)
+            response = error_response(name, f"internal error: {err}", command.correlation_id)
+        self.publish(response_topic, response.to_json(), retain=False)
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
