@@ -1,0 +1,47 @@
+"""Diagnostics: identity, options, the last raw values and guard figures (host redacted)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.const import CONF_HOST
+from homeassistant.core import HomeAssistant
+
+from .coordinator import CountisConfigEntry
+
+TO_REDACT = {CONF_HOST}
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: CountisConfigEntry
+) -> dict[str, Any]:
+    """Everything needed to understand a report, without the meter's address."""
+    coordinator = entry.runtime_data.coordinator
+    data = coordinator.data
+    guard = coordinator.guard
+    return {
+        "entry": {
+            "data": async_redact_data(dict(entry.data), TO_REDACT),
+            "options": dict(entry.options),
+        },
+        "identity": asdict(entry.runtime_data.identity),
+        "poll": {
+            "last_update_success": coordinator.last_update_success,
+            # The exception type only: its message names the meter's address.
+            "last_exception": type(coordinator.last_exception).__name__
+            if coordinator.last_exception
+            else None,
+            "update_interval": coordinator.update_interval.total_seconds()
+            if coordinator.update_interval
+            else None,
+        },
+        "raw_values": dict(data.raw) if data else None,
+        "published_values": dict(data.values) if data else None,
+        "partial": coordinator.partial.to_dict(),
+        "guard": {
+            "rejections": dict(guard.rejections),
+            "rebases": dict(guard.rebases),
+        },
+    }

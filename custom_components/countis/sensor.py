@@ -1,0 +1,91 @@
+"""Sensors: one per value of the shared spec table (bridge.entities.SENSORS)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import EntityCategory
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from bridge.entities import SENSORS, SensorSpec
+from bridge.models import ValueType
+
+from .coordinator import CountisConfigEntry
+from .entity import CountisEntity
+
+# Coordinator-driven: entities never poll on their own.
+PARALLEL_UPDATES = 0
+
+
+def device_class(value: str | None) -> SensorDeviceClass | None:
+    """The spec's device class if this Home Assistant version knows it.
+
+    ``reactive_energy`` only exists in newer releases; older ones get no device class
+    (the unit still says kvarh).
+    """
+    if value is None:
+        return None
+    try:
+        return SensorDeviceClass(value)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CountisSensorEntityDescription(SensorEntityDescription):
+    """A sensor description rendered from a spec."""
+
+    spec: SensorSpec
+
+
+def describe(spec: SensorSpec) -> CountisSensorEntityDescription:
+    """Render one spec as a Home Assistant sensor description."""
+    return CountisSensorEntityDescription(
+        key=spec.key,
+        spec=spec,
+        translation_key=spec.translation_key,
+        translation_placeholders=dict(spec.placeholders) or None,
+        device_class=device_class(spec.device_class),
+        state_class=SensorStateClass(spec.state_class) if spec.state_class else None,
+        native_unit_of_measurement=spec.unit,
+        suggested_display_precision=spec.precision,
+        entity_registry_enabled_default=spec.enabled_by_default,
+        entity_category=EntityCategory(spec.entity_category) if spec.entity_category else None,
+        options=list(spec.options) or None,
+    )
+
+
+DESCRIPTIONS: tuple[CountisSensorEntityDescription, ...] = tuple(describe(s) for s in SENSORS)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: CountisConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add every sensor of the spec table (rarely used ones start disabled)."""
+    coordinator = entry.runtime_data.coordinator
+    async_add_entities(CountisSensor(coordinator, description) for description in DESCRIPTIONS)
+
+
+class CountisSensor(CountisEntity, SensorEntity):
+    """One value of the meter."""
+
+    entity_description: CountisSensorEntityDescription
+
+    @property
+    def available(self) -> bool:
+        """Unavailable while the meter is, or while the counter guard rejects the value."""
+        return super().available and self.entity_description.key in self.coordinator.data.values
+
+    @property
+    def native_value(self) -> ValueType | None:
+        """The published value."""
+        return self.coordinator.data.values.get(self.entity_description.key)
