@@ -30,11 +30,11 @@ Timing: ``start`` and ``stop`` act on the last reading applied, so up to one ene
 of consumption around the button press can land on either side of it.
 
 A reset done outside the bridge (front panel, another Modbus client, or while the bridge
-was down) shows as a partial counter dropping. One low reading is withheld (the key is left
-out of ``apply``'s result); a second reading that is still below the old value and not
-below the first confirms the reset: offsets of that key are cleared (when stopped, its
-frozen value becomes 0). A reading back at or above the old value was a glitch and is
-published normally.
+was down) shows as a partial counter dropping below its last reading or below its offset.
+One low reading is withheld (the key is left out of ``apply``'s result); a second reading
+that is still below the old value and not below the first confirms the reset: offsets of
+that key are cleared (when stopped, its frozen value becomes 0). A reading back at or
+above the old value was a glitch and is published normally.
 """
 
 from __future__ import annotations
@@ -151,8 +151,10 @@ class PartialMeter:
                 out[key] = value
                 continue
             raw = float(value)
-            last = self._last_raw.get(key)
-            if last is not None and raw < last - _EPSILON:
+            # Below the last reading, or below the offset (a reset the last persisted
+            # reading cannot show, e.g. while the bridge was down): the meter was reset.
+            floor = max(self._last_raw.get(key, 0.0), self._offsets.get(key, 0.0))
+            if raw < floor - _EPSILON:
                 if self._dropped(key, raw):
                     continue
             else:

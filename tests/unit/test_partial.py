@@ -295,3 +295,23 @@ def test_published_values_follow_the_meter_only_while_running(ops: list[tuple[st
         else:
             meter = PartialMeter.from_json(meter.to_json())
         assert not meter.meter_reset_detected
+
+
+def test_a_reset_hidden_by_a_stale_persisted_reading_is_caught_by_the_offset() -> None:
+    meter = PartialMeter()
+    meter.apply({IMP: 10.0})
+    meter.stop()
+    meter.apply({IMP: 50.0})
+    meter.start()  # offset 40
+    saved = meter.to_json()  # persisted with last reading 50
+    meter.apply({IMP: 60.0})
+    # Bridge down; meter reset and counted 45 kWh: above nothing the bridge saw, below 50.
+    restored = PartialMeter.from_json(saved)
+    assert restored.apply({IMP: 45.0}) == {}
+    assert restored.apply({IMP: 45.5}) == {IMP: 45.5}
+    # Without a last reading at all, the offset alone shows the reset.
+    data = {"version": 1, "running": True, "offsets": {IMP: 40.0}}
+    fresh = PartialMeter.from_dict(data)
+    assert fresh.apply({IMP: 30.0}) == {}
+    assert fresh.apply({IMP: 30.0}) == {IMP: 30.0}
+    assert fresh.meter_reset_detected
