@@ -44,6 +44,7 @@ _UNIT_KEYWORD = (
     else "slave"
 )
 BROADCAST_UNIT = 0
+BROADCAST_TURNAROUND = 0.1  # seconds
 _BROADCAST_KW: dict[str, Any] = {_UNIT_KEYWORD: BROADCAST_UNIT}
 _EXCEPTION_NAMES = {
     1: "illegal function",
@@ -211,6 +212,11 @@ class MeterClient:
             raise CommandError(msg)
         async with self._lock:
             await self._write(_SET_TARIFF.address, tariff, broadcast=broadcast)
+            if broadcast:
+                # Nobody confirms a broadcast: give the meters a turnaround delay to act on
+                # it (Modbus practice) and keep the next frame out of the same TCP segment
+                # (some servers handle one frame per segment).
+                await asyncio.sleep(BROADCAST_TURNAROUND)
             active = (await self._read(_TARIFF.address, 1))[0] & 0xFF
         if active != tariff:
             msg = f"{self._where}: tariff {tariff} written but the meter reports {active}"
