@@ -129,10 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--log-level",
-        default="INFO",
+        default=None,  # None: the configuration file (or INFO) decides
         type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="logging level (default INFO)",
+        help="logging level (default: the configuration's, else INFO)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_daemon(sub)
@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``countis-bridge`` script; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level,
+        level=args.log_level or "INFO",
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )

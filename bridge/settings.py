@@ -335,10 +335,8 @@ CLI_FLAGS: tuple[tuple[str, tuple[str, ...]], ...] = (
 def settings_overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Nested CLI overrides for :func:`load_settings` from parsed ``run``/``discovery`` args.
 
-    Flags left unset (``None``) are omitted so the environment and the file still apply.
-    ``--log-level`` is a global flag whose default is ``INFO``: it only overrides the
-    configuration when given with another level, since argparse cannot tell an explicit
-    ``INFO`` from the default.
+    Flags left unset (``None``) are omitted so the environment and the file still apply;
+    that includes the global ``--log-level``.
     """
     overrides: dict[str, Any] = {}
     for dest, path in CLI_FLAGS:
@@ -350,6 +348,6 @@ def settings_overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[path[-1]] = value
     log_level = getattr(args, "log_level", None)
-    if log_level is not None and log_level != "INFO":
+    if log_level is not None:
         overrides["log_level"] = log_level
     return overrides

@@ -385,11 +385,13 @@ def test_unset_flags_leave_env_and_file_alone(
 ) -> None:
     args = build_parser().parse_args(["discovery", "--mqtt-port", "1884"])
     overrides = settings_overrides_from_args(args)
-    assert overrides == {"mqtt": {"port": 1884}}  # --log-level INFO (the default) is not sent
+    assert overrides == {"mqtt": {"port": 1884}}  # no --log-level: the file's level stands
     monkeypatch.setenv("COUNTIS_MQTT__HOST", "env-host")
     settings = load_settings(write(tmp_path, MINIMAL), overrides)
     assert (settings.mqtt.host, settings.mqtt.port) == ("env-host", 1884)
     assert settings_overrides_from_args(build_parser().parse_args(["demo"])) == {}
+    explicit = build_parser().parse_args(["--log-level", "info", "run"])
+    assert settings_overrides_from_args(explicit) == {"log_level": "INFO"}
 
 
 def test_meter_names_are_trimmed_and_may_be_null(tmp_path: Path) -> None:
