@@ -19,6 +19,15 @@ def poll_timestamp(payload: bytes) -> float | None:
     return float(match.group(1)) if match else None
 
 
+_ENERGY = re.compile(rb'"energy_import":\s*([0-9.eE+-]+)')
+
+
+def energy_counter(payload: bytes) -> bytes | None:
+    """The lifetime import counter's text in a state JSON (it moves on energy polls)."""
+    match = _ENERGY.search(payload)
+    return match.group(1) if match else None
+
+
 def group_plan(group: Group) -> tuple[ReadRequest, ...]:
     """The FC3 requests of one poll group with every value key of that group."""
     return plan_reads(registers_for(keys_for_groups({group})))
