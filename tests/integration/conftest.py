@@ -14,6 +14,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,6 +24,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 HOST = "127.0.0.1"
@@ -321,3 +323,106 @@ def make_meter() -> Callable[..., Any]:
         return EmulatedMeter(**options)
 
     return build
+
+
+def meter_entry(name: str | None, port: int, **options: Any) -> dict[str, Any]:
+    """A ``meters:`` item for an emulated meter with fast test intervals."""
+    entry: dict[str, Any] = {
+        "host": HOST,
+        "port": port,
+        "unit": 5,
+        "realtime_interval": 0.2,
+        "energy_interval": 0.5,
+        "timeout": 0.5,
+    }
+    if name is not None:
+        entry["name"] = name
+    entry.update(options)
+    return entry
+
+
+class BridgeHarness:
+    """Writes bridge configurations for the test broker and runs the bridge.
+
+    In process (``async with harness.run(path) as bridge``) for most tests, or as a
+    ``countis-bridge run`` child process (``harness.spawn(path)``) where a process must die.
+    """
+
+    def __init__(self, workdir: Path, broker: Mosquitto) -> None:
+        self.workdir = workdir
+        self.broker = broker
+        self.data_dir = workdir / "data"
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    free_port = staticmethod(free_port)
+
+    @staticmethod
+    def meter(name: str | None, port: int, **options: Any) -> dict[str, Any]:
+        """A ``meters:`` item for an emulated meter with fast test intervals."""
+        return meter_entry(name, port, **options)
+
+    def config(self, meters: list[dict[str, Any]], **settings: Any) -> Path:
+        """Write a YAML configuration (``mqtt`` keys merge over the broker's) and return it."""
+        mqtt = {"host": self.broker.host, "port": self.broker.port}
+        mqtt.update(settings.pop("mqtt", {}))
+        data = {"mqtt": mqtt, "meters": meters, "data_dir": str(self.data_dir)}
+        data.update(settings)
+        path = self.workdir / "countis-bridge.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    @contextlib.asynccontextmanager
+    async def run(self, path: Path) -> AsyncIterator[Any]:
+        """The bridge of configuration ``path``, running in this event loop."""
+        from bridge.daemon import bridge_config  # noqa: PLC0415
+        from bridge.service import Bridge  # noqa: PLC0415
+        from bridge.settings import load_settings  # noqa: PLC0415
+
+        bridge = Bridge(bridge_config(load_settings(path)))
+        task = asyncio.create_task(bridge.run(), name="bridge under test")
+        try:
+            yield bridge
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def spawn(self, path: Path, *extra: str) -> subprocess.Popen[bytes]:
+        """``countis-bridge run --config path`` as a child process (killed after the test)."""
+        log = (self.workdir / "bridge.log").open("ab")
+        proc = subprocess.Popen(
+            [*countis_bridge_command(), "run", "--config", str(path), *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self._procs.append(proc)
+        return proc
+
+    def log_text(self) -> str:
+        """Output of the spawned bridges so far."""
+        log = self.workdir / "bridge.log"
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    def cleanup(self) -> None:
+        """Kill what is still running."""
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def countis_bridge_command() -> list[str]:
+    """How to run the ``countis-bridge`` script of this environment."""
+    script = Path(sys.executable).with_name("countis-bridge")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bridge"]
+
+
+@pytest.fixture
+def bridge_harness(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[BridgeHarness]:
+    """Configure and run bridges against the test broker."""
+    harness = BridgeHarness(tmp_path, mosquitto)
+    try:
+        yield harness
+    finally:
+        harness.cleanup()

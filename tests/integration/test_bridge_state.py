@@ -1,0 +1,93 @@
+"""State messages: cadence, content, per-value topics, independence of meters."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import statistics
+
+from bridge.entities import SENSOR_BY_KEY, VALUE_KEYS
+
+BASE = "countis"
+
+
+def complete(message) -> bool:
+    return set(VALUE_KEYS) <= set(message.json())
+
+
+async def test_state_has_every_value_key_at_the_configured_cadence(
+    bridge_harness, make_meter, emulator, mqtt_recorder
+):
+    meter = make_meter(speed=10)
+    (port,) = await emulator(meter)
+    path = bridge_harness.config([bridge_harness.meter("Main", port)])
+    topic = f"{BASE}/main/state"
+    async with bridge_harness.run(path) as bridge:
+        first = await mqtt_recorder.wait_for(topic, complete)
+        assert mqtt_recorder.last(topic).retain is False  # live, retained only for newcomers
+        mark = mqtt_recorder.mark()
+        await asyncio.sleep(2.0)
+        window = mqtt_recorder.since(mark, topic)
+        stats = bridge.pollers[0].stats
+        retained = await mqtt_recorder.retained(topic)
+
+    state = first.json()
+    assert set(state) == {*VALUE_KEYS, "timestamp", "partial_running"}
+    assert state["partial_running"] is True
+    for key in VALUE_KEYS:
+        spec = SENSOR_BY_KEY[key]
+        if spec.device_class != "enum":
+            assert isinstance(state[key], int | float), key  # numbers as numbers
+    truth = meter.values()
+    assert abs(state["voltage_l1"] - truth["voltage_l1"]) < 1.0
+    assert state["power"] > 0
+    assert state["tariff"] == 1
+    # 0.2 s realtime cadence: about 10 states in 2 s, spaced by the schedule, not drifting.
+    assert 7 <= len(window) <= 12, len(window)
+    stamps = [m.json()["timestamp"] for m in window]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert abs(statistics.mean(gaps) - 0.2) < 0.03, gaps
+    assert all(m.json().keys() >= set(VALUE_KEYS) for m in window)
+    assert stats.polls_done >= 8
+    assert stats.failures == 0
+    assert retained[topic]  # the broker keeps the latest state
+
+
+async def test_per_value_topics(bridge_harness, make_meter, emulator, mqtt_recorder):
+    meter = make_meter(speed=10)
+    (port,) = await emulator(meter)
+    path = bridge_harness.config(
+        [bridge_harness.meter("Main", port)], mqtt={"per_value_topics": True}
+    )
+    async with bridge_harness.run(path):
+        voltage = await mqtt_recorder.wait_for(f"{BASE}/main/voltage_l1")
+        energy = await mqtt_recorder.wait_for(f"{BASE}/main/energy_import")
+        sequence = await mqtt_recorder.wait_for(f"{BASE}/main/phase_sequence")
+    assert abs(float(voltage.text) - 230) < 10
+    assert float(energy.text) >= 0
+    assert sequence.text == "123"
+    assert voltage.retain is False
+
+
+async def test_a_slow_meter_does_not_delay_another(
+    bridge_harness, make_meter, emulator, mqtt_recorder
+):
+    slow, fast = make_meter(), make_meter()
+    ports = await emulator(slow, fast)
+    slow.faults.delay(0.15)  # a realtime poll (2 requests) takes longer than its interval
+    path = bridge_harness.config(
+        [
+            bridge_harness.meter("Slow", ports[0], timeout=2.0),
+            bridge_harness.meter("Fast", ports[1]),
+        ]
+    )
+    async with bridge_harness.run(path) as bridge:
+        await mqtt_recorder.wait_for(f"{BASE}/fast/state")
+        await mqtt_recorder.wait_for(f"{BASE}/slow/state", within=8)
+        mark = mqtt_recorder.mark()
+        await asyncio.sleep(2.0)
+        fast_count = len(mqtt_recorder.since(mark, f"{BASE}/fast/state"))
+        slow_stats = bridge.pollers[0].stats
+    assert fast_count >= 7, fast_count
+    assert slow_stats.polls_missed > 0  # slots skipped, not made up in a burst
+    assert slow_stats.failures == 0
