@@ -128,7 +128,11 @@ def _decode_identity(words: list[int]) -> MeterIdentity:
 
 
 class MeterClient:
-    """One Modbus TCP connection to one meter; use as ``async with MeterClient(...)``."""
+    """One Modbus TCP connection to one meter; use as ``async with MeterClient(...)``.
+
+    ``timeout`` bounds each Modbus request (and the connect). Calls of one client run one
+    at a time; a client may be used without ``async with`` if ``close()`` is called.
+    """
 
     def __init__(self, host: str, port: int = 502, unit: int = 5, timeout: float = 3.0) -> None:
         """Store the address only; the connection opens on the first call."""
@@ -235,6 +239,7 @@ class MeterClient:
         )
         registers: list[int] = response.registers
         if len(registers) != count:
+            self.close()  # the stream may be out of step: start afresh
             msg = f"{self._where}: asked 0x{address:04X} for {count} words, got {len(registers)}"
             raise ProtocolError(msg)
         return registers
