@@ -424,22 +424,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # ~2 sockets per meter
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Also SIGINT: a shell starting us in the background leaves it ignored otherwise.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise_interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="countis-fleet-"))
     fleet = Fleet(args, workdir)
-    ok = False
+    keep = args.keep_logs
     try:
         figures = asyncio.run(measure(fleet))
-        ok = True
     except KeyboardInterrupt:
         print("fleet: interrupted", file=sys.stderr)
         return 130
     except (RuntimeError, TimeoutError, OSError) as err:
+        keep = True
         print(f"fleet: error: {err}\nlogs kept in {workdir}", file=sys.stderr)
         return 1
     finally:
         fleet.children.stop_all()
-        if ok and not args.keep_logs:
+        if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print(table(figures))
     if args.keep_logs:
