@@ -12,7 +12,7 @@ which the meter only has in whole units) the whole-unit registers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from bridge.models import PartialAction
@@ -284,11 +284,12 @@ def _realtime_specs() -> list[SensorSpec]:
     specs.append(_realtime("frequency", "Frequency", "frequency", "Hz", "frequency", 2))
     for i, phase in enumerate(PHASES, start=1):
         ph = (("phase", phase.upper()),)
-        specs.append(
-            _realtime(f"current_raw_{phase}", f"Current without CT {phase.upper()}",
-                      f"phase{i}_current_without_ct", "A", "current", 2,
-                      tk="current_raw_phase", placeholders=ph, enabled=False)
-        )  # fmt: skip
+        raw = _realtime(f"current_raw_{phase}", f"Current without CT {phase.upper()}",
+                        f"phase{i}_current_without_ct", "A", "current", 2,
+                        tk="current_raw_phase", placeholders=ph, enabled=False)  # fmt: skip
+        # A direct 80 A meter has no CT, so these equal the phase currents: polling them with
+        # the energy group keeps every realtime poll at one request (block 0xC550).
+        specs.append(replace(raw, group=Group.ENERGY))
     specs.append(
         SensorSpec(
             key="phase_sequence",
