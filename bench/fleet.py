@@ -71,9 +71,8 @@ class Received:
         self.arrivals.setdefault(slug, []).append(arrival)
         # An energy poll shows as a new lifetime counter value (see energy_polls_seen).
         energy = fs.energy_counter(payload)
-        if energy is not None and energy != self.last_energy.get(slug, energy):
+        if energy is not None and energy != self.last_energy.get(slug):
             self.energy.setdefault(slug, []).append(stamp)
-        if energy is not None:
             self.last_energy[slug] = energy
         if len(self.sizes) < 100_000:
             self.sizes.append(len(payload))
@@ -297,6 +296,7 @@ def summarize(
     args, rec = fleet.args, fleet.received
     n, duration = args.meters, t1 - t0
     latencies: list[float] = []
+    energy_lat: list[float] = []
     done = missed = energy_seen = 0
     arrived = 0
     width = len(str(n))
@@ -308,10 +308,13 @@ def summarize(
         inside = [k for k in order if t0 <= stamps[k] < t1]
         done += len(inside)
         latencies += [arrivals[k] - stamps[k] for k in inside]
+        energy_stamps = set(rec.energy.get(slug, ()))
+        energy_lat += [arrivals[k] - stamps[k] for k in inside if stamps[k] in energy_stamps]
         arrived += sum(1 for a in arrivals if t0 <= a < t1)
         energy_seen += sum(1 for stamp in rec.energy.get(slug, ()) if t0 <= stamp < t1)
         missed += fs.missed_polls([stamps[k] for k in order], t0, t1, args.realtime)
     latencies.sort()
+    energy_lat.sort()
     rt_plan, en_plan = fs.group_plan(Group.REALTIME), fs.group_plan(Group.ENERGY)
     requests_per_poll = len(rt_plan) + len(en_plan) * args.realtime / args.energy
     polls_due = round(n * duration / args.realtime)
@@ -341,6 +344,8 @@ def summarize(
             ("latency_p50_ms", 1000 * fs.percentile(latencies, 50)),
             ("latency_p99_ms", 1000 * fs.percentile(latencies, 99)),
             ("latency_max_ms", 1000 * latencies[-1] if latencies else float("nan")),
+            ("latency_energy_p50_ms", 1000 * fs.percentile(energy_lat, 50)),
+            ("latency_energy_max_ms", 1000 * energy_lat[-1] if energy_lat else float("nan")),
             ("emulator_cpu_pct", fs.cpu_pct(used["emulator"], wall)),
             ("broker_cpu_pct", fs.cpu_pct(used["broker"], wall)),
             ("bench_cpu_pct", fs.cpu_pct(used["bench"], wall)),
@@ -391,6 +396,7 @@ def table(figures: dict[str, object]) -> str:
         ("bridge RSS per meter (MB)", "bridge_rss_mb_per_meter"),
         ("state messages/s", "state_msgs_per_s"),
         ("latency p50 / p99 / max (ms)", None),
+        ("  of energy polls p50 / max (ms)", None),
         ("emulator CPU %", "emulator_cpu_pct"),
         ("broker CPU %", "broker_cpu_pct"),
         ("bench (subscriber) CPU %", "bench_cpu_pct"),
@@ -401,6 +407,9 @@ def table(figures: dict[str, object]) -> str:
     special = {
         "schedule": f"realtime {f['realtime_interval_s']} s, energy {f['energy_interval_s']} s",
         "polls due / done / missed": f"{f['polls_due']} / {f['polls_done']} / {f['polls_missed']}",
+        "  of energy polls p50 / max (ms)": (
+            f"{f['latency_energy_p50_ms']} / {f['latency_energy_max_ms']}"
+        ),
         "energy polls due / seen": f"{f['energy_polls_due']} / {f['energy_polls_seen']}",
         "latency p50 / p99 / max (ms)": (
             f"{f['latency_p50_ms']} / {f['latency_p99_ms']} / {f['latency_max_ms']}"
