@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Final
 
 DOMAIN: Final = "countis"
@@ -34,8 +33,3 @@ STORAGE_VERSION: Final = 1
 def storage_key(serial: str) -> str:
     """Storage key of the partial-meter state of one meter."""
     return f"{DOMAIN}.{serial}.partial"
-
-
-def seconds(value: float) -> timedelta:
-    """A poll interval in seconds as a timedelta."""
-    return timedelta(seconds=value)

@@ -37,6 +37,7 @@ from bridge.entities import (
     keys_for_groups,
 )
 from bridge.errors import (
+    CommandError,
     MeterConnectionError,
     MeterError,
     MeterTimeoutError,
@@ -118,6 +119,8 @@ def translate_error[E: HomeAssistantError](kind: type[E], err: MeterError, entry
         key = "cannot_connect"
     elif isinstance(err, NotACountisError):
         key = "not_countis"
+    elif isinstance(err, CommandError):
+        key = "command_failed"
     elif isinstance(err, ModbusExceptionError):
         key = "modbus_exception"
         placeholders["code"] = str(err.code)

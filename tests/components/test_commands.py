@@ -7,7 +7,7 @@ from homeassistant.components.button import DOMAIN as BUTTON_DOMAIN
 from homeassistant.components.button import SERVICE_PRESS
 from homeassistant.components.select import ATTR_OPTION, SERVICE_SELECT_OPTION
 from homeassistant.components.select import DOMAIN as SELECT_DOMAIN
-from homeassistant.const import ATTR_ENTITY_ID
+from homeassistant.const import ATTR_ENTITY_ID, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
@@ -98,6 +98,40 @@ async def test_stopped_state_survives_reload(
     assert not entry.runtime_data.coordinator.partial.running
     assert number(hass, "partial_energy_import") == frozen
     assert meter.values()["partial_energy_import"] > frozen
+
+
+async def test_front_panel_reset_is_followed(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    meter: EmulatedMeter,
+    clock: ManualClock,
+) -> None:
+    """A reset outside Home Assistant: one low reading is withheld, the second confirms."""
+    await press(hass, "partial_stop")
+    assert number(hass, "partial_energy_import") > 0
+    meter.partial_reset()
+    await refresh(init_integration)
+    assert state_of(hass, "sensor", "partial_energy_import") == STATE_UNAVAILABLE
+    clock.advance(STEP)
+    await refresh(init_integration)
+    # Stopped in Home Assistant: the frozen value follows the reset to 0 and stays there.
+    assert number(hass, "partial_energy_import") == 0
+    await press(hass, "partial_start")
+    clock.advance(STEP)
+    await refresh(init_integration)
+    assert 0 < number(hass, "partial_energy_import") < meter.values()["partial_energy_import"]
+
+
+async def test_start_stop_need_the_meter(
+    hass: HomeAssistant, init_integration: MockConfigEntry, meter: EmulatedMeter
+) -> None:
+    """Stop freezes the last reading: without a fresh one it refuses (translated)."""
+    meter.faults.exception(4)
+    with pytest.raises(HomeAssistantError) as err:
+        await press(hass, "partial_stop")
+    meter.faults.clear()
+    assert err.value.translation_key == "communication_error"
+    assert init_integration.runtime_data.coordinator.partial.running
 
 
 async def test_select_tariff(

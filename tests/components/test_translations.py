@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import string
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,10 @@ def test_manifest() -> None:
     assert manifest["loggers"] == ["bridge"]
     assert manifest["documentation"] == SUPPORT_URL
     assert manifest["issue_tracker"] == f"{SUPPORT_URL}/issues"
+
+
+def test_every_exception_key_is_translated_and_used() -> None:
+    source = "\n".join(p.read_text(encoding="utf-8") for p in COMPONENT.glob("*.py"))
+    used = set(re.findall(r'translation_key="(\w+)"', source))
+    used |= set(re.findall(r'\bkey = "(\w+)"', source))
+    assert used == set(load("strings.json")["exceptions"])
