@@ -63,9 +63,9 @@ _MAY_DROP = PARTIAL_COUNTER_KEYS | BALANCE_KEYS
 REALTIME_KEYS = keys_for_groups({Group.REALTIME})
 ENERGY_KEYS = keys_for_groups({Group.ENERGY})
 ALL_KEYS = REALTIME_KEYS + ENERGY_KEYS
-# Persist the partial state (its last raw values) at most this often between commands;
+# Persist the partial state (its last raw values) about this often between commands;
 # Home Assistant's Store also writes pending data when it shuts down.
-PARTIAL_SAVE_DELAY = 60.0
+PARTIAL_SAVE_INTERVAL = timedelta(seconds=60)
 
 type CountisConfigEntry = ConfigEntry[CountisRuntimeData]
 type PartialStore = Store[dict[str, Any]]
@@ -169,6 +169,7 @@ class CountisCoordinator(DataUpdateCoordinator[CountisData]):
         self._energy_due = True
         self._raw: dict[str, ValueType] = {}
         self._values: dict[str, ValueType] = {}
+        self._save_at: datetime | None = None
 
     def _energy_wanted(self, now: datetime) -> bool:
         return (
@@ -204,8 +205,21 @@ class CountisCoordinator(DataUpdateCoordinator[CountisData]):
                 timestamp=energy.timestamp, values={**reading.values, **energy.values}
             )
         self._energy_at, self._energy_due = now, False
-        self._store.async_delay_save(self.partial.to_dict, PARTIAL_SAVE_DELAY)
+        self._schedule_save(now)
         return self._merge(reading, published)
+
+    def _schedule_save(self, now: datetime) -> None:
+        """Keep one write of the partial state pending, due at most an interval from now.
+
+        Store.async_delay_save restarts its timer on every call: aim every call at the
+        same moment so polls more frequent than the interval do not postpone it forever.
+        """
+        if self._save_at is None:
+            self._save_at = now + PARTIAL_SAVE_INTERVAL
+        delay = (self._save_at - now).total_seconds()
+        if delay <= 0:
+            delay, self._save_at = 0.0, now + PARTIAL_SAVE_INTERVAL
+        self._store.async_delay_save(self.partial.to_dict, delay)
 
     def _lifetime_dropped(self, values: Mapping[str, ValueType]) -> bool:
         """A lifetime counter reads below its last accepted value: the reading is corrupt."""

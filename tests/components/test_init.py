@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
@@ -17,8 +18,10 @@ from bridge.emulator import EmulatedMeter, ManualClock
 from custom_components.countis.const import (
     DEFAULT_ENERGY_INTERVAL,
     DEFAULT_REALTIME_INTERVAL,
+    storage_key,
 )
 
+from .conftest import SERIAL
 from .helpers import number, state_of
 
 
@@ -106,3 +109,22 @@ async def test_energy_read_on_its_own_interval(
     await tick()
     assert number(hass, "energy_import") == meter.values()["energy_import"] > energy_before
     assert state_of(hass, "sensor", "tariff") == "2"
+
+
+async def test_partial_state_saved_while_polling(
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    init_integration: MockConfigEntry,
+    meter: EmulatedMeter,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """The last raw partial values reach storage about every minute, not only on stop."""
+    key = storage_key(SERIAL)
+    assert key not in hass_storage
+    for _ in range(int(70 / DEFAULT_REALTIME_INTERVAL)):
+        freezer.tick(timedelta(seconds=DEFAULT_REALTIME_INTERVAL))
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done(wait_background_tasks=True)
+    saved = hass_storage[key]["data"]
+    assert saved["running"] is True
+    assert saved["last_raw"]["partial_energy_import"] == meter.values()["partial_energy_import"]
