@@ -10,13 +10,10 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
+from bridge.topics import unique_id
+
 from .const import DOMAIN, MANUFACTURER
 from .coordinator import CountisCoordinator
-
-
-def unique_id(serial: str, key: str) -> str:
-    """The unique id of a value: the same string the MQTT bridge announces."""
-    return f"countis_{serial}_{key}"
 
 
 def device_info(coordinator: CountisCoordinator) -> DeviceInfo:
@@ -47,6 +44,7 @@ class CountisEntity(CoordinatorEntity[CountisCoordinator]):
         """Bind the description and derive unique id and device from the meter."""
         super().__init__(coordinator)
         self.entity_description = description
+        # The same unique id the MQTT bridge announces for this value.
         self._attr_unique_id = unique_id(coordinator.identity.serial_number, description.key)
         self._attr_device_info = device_info(coordinator)
 
