@@ -62,6 +62,9 @@ DEFAULT_SUPERVISOR_URL = "http://supervisor"
 
 SETTINGS_FILE = "countis-bridge.yaml"
 EMULATED_METER_NAME = "Emulated meter"
+# Pinned here, not left to the emulator's default: the serial is the device's identity in
+# Home Assistant, so it must not change with an update of the add-on.
+EMULATED_METER_SERIAL = "21170A0100001"
 EMULATOR_STATE_FILE = "emulator-state.json"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -388,6 +391,7 @@ def start_emulator(
     command = [
         sys.executable, "-m", "bridge", "--log-level", log_level.upper(), "emulate",
         "--host", "127.0.0.1", "--port", str(port), "--state-file", str(state_file),
+        "--serial", EMULATED_METER_SERIAL, "--model", "E28",
     ]  # fmt: skip
     process = subprocess.Popen(command, preexec_fn=_die_with_parent)  # noqa: S603, PLW1509
     deadline = time.monotonic() + wait
