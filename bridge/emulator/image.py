@@ -22,7 +22,16 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from bridge.codec import Value, decode, encode
-from bridge.emulator.energy import ALL_KEYS, SCOPES, TIME_KEYS, WRAPPED, balance_counts, counts
+from bridge.emulator.energy import (
+    ALL_KEYS,
+    EPS,
+    RESOLUTION,
+    SCOPES,
+    TIME_KEYS,
+    WRAPPED,
+    balance_counts,
+    counts,
+)
 from bridge.emulator.physics import Snapshot
 from bridge.registers import BLOCKS, REGISTERS, Block, Register
 
@@ -147,7 +156,10 @@ def _realtime_quantities() -> dict[str, Callable[[Snapshot], float]]:
 def _realtime_getter(reg: Register, quantity: Callable[[Snapshot], float]) -> Getter:
     assert reg.scale is not None
     scale = reg.scale
-    low, high = _LIMITS[struct_code(reg)]
+    code = struct_code(reg)
+    if code in ("I", "i"):  # 32 bits hold every value the physics can produce
+        return lambda f: round(quantity(f.snap) / scale)
+    low, high = _LIMITS[code]  # 16-bit registers saturate
     return lambda f: min(high, max(low, round(quantity(f.snap) / scale)))
 
 
@@ -169,24 +181,20 @@ def counter_key(name: str) -> str | None:
 
 
 def _counter_getter(reg: Register, key: str) -> Getter:
-    """Whole k-units (scale 1000), residual (0.1), 10 Wh steps (10) or MWh (1e6)."""
-    wrapped = key in WRAPPED
+    """Whole k-units (scale 1000), residual (0.1), 10 Wh steps (10) or MWh (1e6).
+
+    Written out per case: these run for every register of every energy read.
+    """
+    eps, step = EPS, RESOLUTION
     mask = 0xFFFF if reg.words == 1 and reg.scale != 0.1 else _U32
-
-    def shown(f: Frame) -> int:
-        value = counts(f.counters[key])
-        return value % f.wrap if wrapped else value
-
-    if reg.scale == 1000.0:
-        return lambda f: (shown(f) // 100) & mask
-    if reg.scale == 0.1:
-        return lambda f: _residual(shown(f))
-    if reg.scale == 10.0:
-        return lambda f: shown(f) & mask
-    if reg.scale == 1e6:
-        return lambda f: (shown(f) // 100_000) & mask
-    msg = f"no counter encoding for {reg.name} (scale {reg.scale})"
-    raise AssertionError(msg)
+    divisor = {1000.0: 100, 10.0: 1, 1e6: 100_000}.get(reg.scale or 0.0)
+    if key in WRAPPED:
+        if divisor is None:
+            return lambda f: _residual(int((f.counters[key] + eps) // step) % f.wrap)
+        return lambda f: (int((f.counters[key] + eps) // step) % f.wrap // divisor) & mask
+    if divisor is None:
+        return lambda f: _residual(int((f.counters[key] + eps) // step))
+    return lambda f: (int((f.counters[key] + eps) // step) // divisor) & mask
 
 
 _OVERFLOW_KEYS = {

@@ -245,33 +245,46 @@ class EmulatedMeter:
         sample = self.profile.sample(t)
         return compute(sample.voltages, sample.currents, sample.angle, sample.frequency)
 
-    def _frame(self, sim: float) -> Frame:
+    def _frame(self, sim: float, snap: Snapshot | None = None) -> Frame:
         return Frame(
             sim_time=sim,
-            snap=self._snapshot(sim),
+            snap=snap if snap is not None else self._snapshot(sim),
             counters=dict(self._counters),
             tariff=self._tariff,
             wrap=self.wrap,
             static=self._static,
         )
 
-    def _integrate_to(self, now: float) -> None:
-        """Integrate the model up to clock time ``now`` (midpoint rule, short steps)."""
+    def _integrate_to(self, now: float) -> Snapshot | None:
+        """Integrate the model up to clock time ``now``; the snapshot at ``now`` if computed.
+
+        A short span (the wall-clock case: one tick of 0.05 s or more) takes the powers
+        at its end, the snapshot the registers then show: a tick costs one snapshot and
+        one integration. Longer spans (acceleration, manual clocks) take midpoint steps of
+        at most ``MAX_STEP`` simulated seconds.
+        """
         sim = self._sim_base + (now - self._real_base) * self.speed
         span = sim - self._sim_last
-        if span > 0:
+        self._last_real = max(self._last_real, now)
+        if span <= 0:
+            return None
+        counters, tariff, running = self._counters, self._tariff, self._partial_running
+        if span <= MAX_STEP:
+            end = self._snapshot(sim)
+            energy.integrate(counters, end, span, tariff, running)
+        else:
+            end = None
             steps = min(MAX_STEPS, math.ceil(span / MAX_STEP))
             step = span / steps
-            start = self._sim_last
             for n in range(steps):
-                snap = self._snapshot(start + (n + 0.5) * step)
-                energy.integrate(self._counters, snap, step, self._tariff, self._partial_running)
-            self._sim_last = sim
-        self._last_real = max(self._last_real, now)
+                snap = self._snapshot(self._sim_last + (n + 0.5) * step)
+                energy.integrate(counters, snap, step, tariff, running)
+        self._sim_last = sim
+        return end
 
     def _advance(self, now: float) -> None:
-        self._integrate_to(now)
-        self._live = self._frame(self._sim_last)
+        end = self._integrate_to(now)
+        self._live = self._frame(self._sim_last, end)
         self._update_served()
 
     def _refresh(self) -> None:
@@ -281,9 +294,9 @@ class EmulatedMeter:
 
     def _command(self, change: Any) -> None:
         """Integrate up to now under the old settings, change, show the result at once."""
-        self._integrate_to(self.clock.now())
+        end = self._integrate_to(self.clock.now())
         change()
-        self._live = self._frame(self._sim_last)
+        self._live = self._frame(self._sim_last, end)
         self._update_served()
 
     def _faults_changed(self) -> None:

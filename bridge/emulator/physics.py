@@ -13,7 +13,6 @@ Conventions (the lead's decisions, see the register notes):
 
 from __future__ import annotations
 
-import cmath
 import math
 from dataclasses import dataclass
 
@@ -69,25 +68,28 @@ def compute(voltages: Triple, currents: Triple, angle_deg: float, frequency: flo
     """The snapshot for phase voltages, phase currents and the shared load angle."""
     theta = math.radians(angle_deg)
     cos_t, sin_t = math.cos(theta), math.sin(theta)
-    v_ph = [cmath.rect(v, a) for v, a in zip(voltages, PHASE_ANGLES, strict=True)]
-    i_ph = [cmath.rect(i, a - theta) for i, a in zip(currents, PHASE_ANGLES, strict=True)]
-    s_ph = [v * i for v, i in zip(voltages, currents, strict=True)]
-    p_ph = [s * cos_t for s in s_ph]
-    q_ph = [s * sin_t for s in s_ph]
-    p_total, q_total, s_total = sum(p_ph), sum(q_ph), sum(s_ph)
+    v1, v2, v3 = voltages
+    i1, i2, i3 = currents
+    s1, s2, s3 = v1 * i1, v2 * i2, v3 * i3
+    p1, p2, p3 = s1 * cos_t, s2 * cos_t, s3 * cos_t
+    q1, q2, q3 = s1 * sin_t, s2 * sin_t, s3 * sin_t
+    p_total, q_total, s_total = p1 + p2 + p3, q1 + q2 + q3, s1 + s2 + s3
+    # Phasors 120 deg apart: |a - b|^2 = a^2 + b^2 + a*b for the line voltages, and the
+    # shared load angle rotates all currents alike, so |I1 + I2 + I3| needs magnitudes only.
+    neutral = i1 * i1 + i2 * i2 + i3 * i3 - i1 * i2 - i2 * i3 - i3 * i1
     return Snapshot(
         v=voltages,
-        u=(abs(v_ph[0] - v_ph[1]), abs(v_ph[1] - v_ph[2]), abs(v_ph[2] - v_ph[0])),
-        i=currents,
-        i_n=abs(i_ph[0] + i_ph[1] + i_ph[2]),
-        p=(p_ph[0], p_ph[1], p_ph[2]),
-        q=(q_ph[0], q_ph[1], q_ph[2]),
-        s=(s_ph[0], s_ph[1], s_ph[2]),
-        pf=(
-            power_factor(p_ph[0], q_ph[0], s_ph[0]),
-            power_factor(p_ph[1], q_ph[1], s_ph[1]),
-            power_factor(p_ph[2], q_ph[2], s_ph[2]),
+        u=(
+            math.sqrt(v1 * v1 + v2 * v2 + v1 * v2),
+            math.sqrt(v2 * v2 + v3 * v3 + v2 * v3),
+            math.sqrt(v3 * v3 + v1 * v1 + v3 * v1),
         ),
+        i=currents,
+        i_n=math.sqrt(max(0.0, neutral)),
+        p=(p1, p2, p3),
+        q=(q1, q2, q3),
+        s=(s1, s2, s3),
+        pf=(power_factor(p1, q1, s1), power_factor(p2, q2, s2), power_factor(p3, q3, s3)),
         p_total=p_total,
         q_total=q_total,
         s_total=s_total,
