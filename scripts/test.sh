@@ -25,3 +25,4 @@ echo "==> unit and integration tests (Python $(.venv/bin/python -c 'import sys; 
 echo "==> Home Assistant tier (Python 3.13, homeassistant 2025.4.4, pymodbus 3.8.3)"
 scripts/setup-ha-venv.sh
 .venv-ha/bin/python -m pytest -c tests/components/pytest.ini tests/components -p no:sugar
+.venv-ha/bin/python -m pytest -c tests/e2e/pytest.ini tests/e2e -p no:sugar
