@@ -34,7 +34,6 @@ from rawmqtt import subscribe_loop
 from bridge.emulator import EmulatedMeter, ManualClock
 from bridge.emulator.cli import state_file_for
 from bridge.emulator.identity import DEFAULT_SERIAL, Serial
-from bridge.entities import Group
 
 MAX_METERS = 5000
 MAX_DURATION = 600.0
@@ -315,8 +314,6 @@ def summarize(
         missed += fs.missed_polls([stamps[k] for k in order], t0, t1, args.realtime)
     latencies.sort()
     energy_lat.sort()
-    rt_plan, en_plan = fs.group_plan(Group.REALTIME), fs.group_plan(Group.ENERGY)
-    requests_per_poll = len(rt_plan) + len(en_plan) * args.realtime / args.energy
     polls_due = round(n * duration / args.realtime)
     bridge_cpu = used["bridge"]
     return fs.rounded(
@@ -330,9 +327,9 @@ def summarize(
             ("polls_missed", missed),
             ("energy_polls_due", round(n * duration / args.energy)),
             ("energy_polls_seen", energy_seen),
-            ("requests_per_poll", requests_per_poll),
-            ("requests_per_realtime_poll", len(rt_plan)),
-            ("requests_per_energy_poll", len(en_plan)),
+            ("requests_per_poll", fs.requests_per_poll(args.realtime, args.energy)),
+            ("requests_per_realtime_poll", len(fs.tick_plan(energy=False))),
+            ("requests_per_energy_poll", len(fs.tick_plan(energy=True))),
             ("requests_source", "planner"),
             ("bridge_cpu_s", bridge_cpu),
             ("bridge_cpu_ms_per_meter_poll", 1000 * bridge_cpu / done if done else float("nan")),
@@ -350,6 +347,7 @@ def summarize(
             ("broker_cpu_pct", fs.cpu_pct(used["broker"], wall)),
             ("bench_cpu_pct", fs.cpu_pct(used["bench"], wall)),
             ("unparsable_msgs", rec.unparsable),
+            ("load_avg_1m", os.getloadavg()[0]),
         ]
     )
 

@@ -28,9 +28,21 @@ def energy_counter(payload: bytes) -> bytes | None:
     return match.group(1) if match else None
 
 
-def group_plan(group: Group) -> tuple[ReadRequest, ...]:
-    """The FC3 requests of one poll group with every value key of that group."""
-    return plan_reads(registers_for(keys_for_groups({group})))
+def tick_plan(*, energy: bool) -> tuple[ReadRequest, ...]:
+    """The FC3 requests of one bridge tick, every value key enabled.
+
+    Like ``bridge.poller``: a tick reads the realtime group, and on energy ticks both
+    groups in one call (one plan over all their registers).
+    """
+    groups = {Group.REALTIME, Group.ENERGY} if energy else {Group.REALTIME}
+    return plan_reads(registers_for(keys_for_groups(groups)))
+
+
+def requests_per_poll(realtime: float, energy: float) -> float:
+    """Modbus requests per realtime poll, energy ticks averaged in."""
+    share = min(1.0, realtime / energy)
+    rt, both = len(tick_plan(energy=False)), len(tick_plan(energy=True))
+    return (1 - share) * rt + share * both
 
 
 def missed_polls(stamps: Sequence[float], t0: float, t1: float, interval: float) -> int:

@@ -30,10 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetstats import group_plan
+from fleetstats import tick_plan
 from rawmqtt import PUBACK, PacketBuffer, open_mqtt, publish_header
 
-from bridge.entities import VALUE_KEYS, Group
+from bridge.entities import VALUE_KEYS
 
 try:  # the bridge serialises with orjson when its "fast" extra is installed: same here
     import orjson
@@ -122,8 +122,8 @@ async def poll_meter(
     counts: Counters,
 ) -> None:
     """Poll one meter on the schedule until the window closes."""
-    realtime = [(r.address, r.count) for r in group_plan(Group.REALTIME)]
-    energy = realtime + [(r.address, r.count) for r in group_plan(Group.ENERGY)]
+    realtime = [(r.address, r.count) for r in tick_plan(energy=False)]
+    energy = [(r.address, r.count) for r in tick_plan(energy=True)]
     every = max(1, round(args.energy / args.realtime))
     topic = f"floor/m{index}/state".encode()
     loop = asyncio.get_running_loop()

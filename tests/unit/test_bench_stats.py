@@ -13,8 +13,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import fleetstats as fs
 import rawmqtt
 
-from bridge.entities import Group
-
 
 def test_no_missed_polls_on_a_jittery_schedule():
     stamps = [10.0 + k + (0.02 if k % 2 else -0.02) for k in range(-2, 8)]
@@ -57,11 +55,17 @@ def test_poll_timestamp_is_read_without_parsing_the_state():
     assert fs.poll_timestamp(b'{"voltage_l1":230.1}') is None
 
 
-def test_group_plans_stay_inside_the_pdu_limit():
-    for group in Group:
-        plan = fs.group_plan(group)
+def test_tick_plans_stay_inside_the_pdu_limit():
+    for energy in (False, True):
+        plan = fs.tick_plan(energy=energy)
         assert plan
         assert all(0 < r.count <= 125 for r in plan)
+
+
+def test_requests_per_poll_averages_energy_ticks_in():
+    rt, both = len(fs.tick_plan(energy=False)), len(fs.tick_plan(energy=True))
+    assert fs.requests_per_poll(1.0, 10.0) == pytest.approx(0.9 * rt + 0.1 * both)
+    assert fs.requests_per_poll(1.0, 1.0) == both
 
 
 def test_rounded_turns_nan_into_null():
