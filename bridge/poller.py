@@ -99,8 +99,8 @@ class MeterStats:
 class Sink(Protocol):
     """Where a poller's messages go (the service); never blocks, drops when offline."""
 
-    def publish(self, topic: str, payload: bytes | str) -> None:
-        """Publish retained without waiting for the broker."""
+    def publish(self, topic: str, payload: bytes | str) -> bool:
+        """Publish retained without waiting; False when dropped (broker away)."""
 
     def identified(self, poller: MeterPoller, previous: MeterIdentity | None) -> None:
         """A meter (re)identified: publish its discovery."""

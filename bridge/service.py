@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -174,6 +174,10 @@ class Bridge:
         self.connection: MqttConnection | None = None
         self.connected = asyncio.Event()
         self._base = config.discovery.base_topic
+        configured = {p.config.key for p in self.pollers}
+        self._removals = {
+            key: entry for key, entry in self.registry.entries.items() if key not in configured
+        }
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- running -------------------------------------------------------------------------
@@ -197,6 +201,7 @@ class Bridge:
     async def _save_registry_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            self._settle_removals()  # also when the last meter settles by failing
             self.registry.save()
 
     async def _broker_loop(self) -> None:
@@ -228,29 +233,31 @@ class Bridge:
         await connection.subscribe(
             topics.command_filter(self._base), topics.ha_status(self.discovery.discovery_prefix)
         )
-        await self._clear_removed(connection)
+        self._clear_removed_topics()
         self.republish_all()
+        self._settle_removals()
         self.connected.set()
         async for message in connection.messages():
             self._dispatch(message)
 
     # -- publishing ----------------------------------------------------------------------
 
-    def publish(self, topic: str, payload: bytes | str, *, retain: bool = True) -> None:
-        """Publish without waiting; dropped while the broker is away."""
+    def publish(self, topic: str, payload: bytes | str, *, retain: bool = True) -> bool:
+        """Publish without waiting; dropped (False) while the broker is away."""
         connection = self.connection
         if connection is None:
-            return
-        # try/except rather than contextlib.suppress: this is the per-poll hot path.
-        try:  # noqa: SIM105
+            return False
+        try:
             connection.publish_nowait(topic, payload, retain=retain)
         except BrokerConnectionError:
-            pass  # the broker task notices, logs once and republishes on reconnect
+            return False  # the broker task notices, logs once and republishes on reconnect
+        return True
 
     def identified(self, poller: MeterPoller, previous: MeterIdentity | None) -> None:
         """A meter was identified (first time, or another serial): announce it."""
         del previous  # the registry knows what was published before, even across restarts
         self._announce(poller)
+        self._settle_removals()
 
     def republish_all(self) -> None:
         """Discovery, availability and last state of every identified meter."""
@@ -261,8 +268,8 @@ class Bridge:
 
     def _announce(self, poller: MeterPoller) -> None:
         identity, slug, cfg = poller.identity, poller.slug, poller.config
-        if identity is None or slug is None:
-            return
+        if identity is None or slug is None or self.connection is None:
+            return  # announced when the broker session starts
         entry = Published(
             serial=identity.serial_number,
             slug=slug,
@@ -271,35 +278,44 @@ class Bridge:
             mode=self.discovery.mode,
             per_value=self.config.per_value_topics,
         )
-        old = self.registry.set(cfg.key, entry)
+        old = self.registry.entries.get(cfg.key)
         if old is not None and old != entry:
-            for topic in stale_topics(old, entry):
-                self.publish(topic, b"")
+            handed = [self.publish(topic, b"") for topic in stale_topics(old, entry)]
+            if not all(handed):
+                return  # the broker went away: try again on the next session
+        self.registry.set(cfg.key, entry)
         meter = DiscoveryMeter.from_identity(
             identity, slug=slug, name=cfg.name, host=cfg.host, read_only=cfg.read_only
         )
         for topic, payload in discovery_messages(meter, self.discovery):
             self.publish(topic, payload)
 
-    async def _clear_removed(self, connection: MqttConnection) -> None:
-        """Clear retained messages of meters that are no longer configured."""
-        configured = {p.config.key for p in self.pollers}
-        live = [e for k, e in self.registry.entries.items() if k in configured]
-        for key in [k for k in self.registry.entries if k not in configured]:
-            old = self.registry.entries[key]
-            if any(e.serial == old.serial for e in live):
-                # Same meter configured under another name: keep its discovery.
-                stale = (
-                    []
-                    if any(e.slug == old.slug for e in live)
-                    else slug_topics(old.base_topic, old.slug)
-                )
-            else:
-                stale = stale_topics(old, None)
-            await connection.clear(_unique(stale))
+    def _clear_removed_topics(self) -> None:
+        """Clear state, availability and per-value topics of meters no longer configured."""
+        live = {p.slug for p in self.pollers}
+        for old in self._removals.values():
+            if old.slug not in live:
+                for topic in slug_topics(old.base_topic, old.slug):
+                    self.publish(topic, b"")
+
+    def _settle_removals(self) -> None:
+        """Clear the discovery of removed meters once every configured meter is known.
+
+        Waiting matters: a meter that was only renamed keeps its serial, and clearing its
+        discovery would make Home Assistant delete the device with the user's settings.
+        """
+        if not self._removals or self.connection is None:
+            return
+        if any(p.identity is None and p.online is None for p in self.pollers):
+            return  # a configured meter has not answered nor failed yet: its serial is unknown
+        serials = {p.identity.serial_number for p in self.pollers if p.identity is not None}
+        for key, old in list(self._removals.items()):
+            if old.serial not in serials:
+                for topic, _ in removal_messages(old.serial, None, old.options()):
+                    self.publish(topic, b"")
+                _LOG.info("meter %s (serial %s) left the configuration: removed", key, old.serial)
+            del self._removals[key]
             self.registry.set(key, None)
-            _LOG.info("removed meter %s (serial %s): cleared its retained topics", key, old.serial)
-        self.registry.save()
 
     # -- incoming messages ---------------------------------------------------------------
 
@@ -338,7 +354,3 @@ class Bridge:
             _LOG.exception("meter %s: %s command crashed", slug, name)
             response = error_response(name, f"internal error: {err}", command.correlation_id)
         self.publish(response_topic, response.to_json(), retain=False)
-
-
-def _unique(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))
