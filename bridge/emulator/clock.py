@@ -21,17 +21,22 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The wall clock (``time.time``), with the local time zone's offset."""
+    """Unix time that never jumps: the wall clock at start, then the monotonic clock.
+
+    A wall-clock step (NTP, manual setting) would otherwise stall the model or make it
+    integrate a long jump at once.
+    """
 
     manual = False
 
     def __init__(self) -> None:
-        """Read the local UTC offset once: the daily curve follows local time."""
+        """Anchor to the wall clock; read the local UTC offset (the daily curve)."""
         self.utc_offset = float(time.localtime().tm_gmtoff)
+        self._offset = time.time() - time.monotonic()
 
     def now(self) -> float:
-        """Current Unix time."""
-        return time.time()
+        """Current time in Unix seconds."""
+        return time.monotonic() + self._offset
 
 
 class ManualClock:
