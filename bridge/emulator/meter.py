@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from bridge.errors import ConfigError
 from bridge.models import MeterIdentity, ValueType
 from bridge.values import compute_values, registers_for
 
-_LOG = logging.getLogger(__name__)
 _VALUE_REGISTERS = registers_for(VALUE_KEYS)
 
 TICK = 0.05  # s of real time: the model updates at most this often (wall clock)
@@ -292,7 +290,7 @@ class EmulatedMeter:
         if now > self._last_real:
             self._advance(now)
 
-    def _command(self, change: Any) -> None:
+    def _command(self, change: Callable[[], object]) -> None:
         """Integrate up to now under the old settings, change, show the result at once."""
         end = self._integrate_to(self.clock.now())
         change()
