@@ -118,6 +118,12 @@ def _add_daemon(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--speed", type=float, default=60.0, help="emulator time acceleration")
     p.add_argument("--mqtt-port", type=int, default=None, help="broker port (default: free)")
     p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    p.add_argument(
+        "--broker",
+        choices=("auto", "mosquitto", "amqtt"),
+        default="auto",
+        help="embedded broker (default: mosquitto when installed, else amqtt)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

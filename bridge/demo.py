@@ -217,7 +217,7 @@ async def demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
     with tempfile.TemporaryDirectory(prefix="countis-demo-") as tmp:
         workdir = Path(tmp)
         async with (
-            embedded_broker(getattr(args, "broker", "auto"), port, workdir) as broker,
+            embedded_broker(args.broker, port, workdir) as broker,
             EmulatorServer(meters, host=HOST, port=0) as server,
         ):
             config = BridgeConfig(

@@ -355,6 +355,7 @@ class BridgeHarness:
         self._procs: list[subprocess.Popen[bytes]] = []
 
     free_port = staticmethod(free_port)
+    port_open = staticmethod(port_open)
 
     @staticmethod
     def meter(name: str | None, port: int, **options: Any) -> dict[str, Any]:
@@ -426,3 +427,27 @@ def bridge_harness(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[BridgeHarne
         yield harness
     finally:
         harness.cleanup()
+
+
+@pytest.fixture
+def countis_bridge_argv() -> list[str]:
+    """Command line prefix that runs this environment's ``countis-bridge``."""
+    return countis_bridge_command()
+
+
+@pytest.fixture
+def make_recorder() -> Iterator[Callable[..., MqttRecorder]]:
+    """Start extra recorders on any broker: ``make_recorder(host, port, topics)``."""
+    started: list[MqttRecorder] = []
+
+    def start(host: str, port: int, topics: tuple[str, ...] = ("#",)) -> MqttRecorder:
+        recorder = MqttRecorder(host, port, topics)
+        recorder.start()
+        started.append(recorder)
+        return recorder
+
+    try:
+        yield start
+    finally:
+        for recorder in started:
+            recorder.stop()
