@@ -157,15 +157,15 @@ def demo_meters(count: int, speed: float) -> list[EmulatedMeter]:
 
 # -- the live view ----------------------------------------------------------------------
 
-_COLUMNS = (
-    ("meter", "", 10),
-    ("status", "", 8),
-    ("power", "W", 9),
-    ("voltage", "V", 8),
-    ("current", "A", 8),
-    ("energy_import", "kWh", 12),
-    ("energy_export", "kWh", 12),
-    ("tariff", "", 6),
+_COLUMNS = (  # value key (or meter/status), header, width
+    ("meter", "meter", 10),
+    ("status", "status", 8),
+    ("power", "power W", 9),
+    ("voltage", "volt V", 8),
+    ("current", "curr A", 8),
+    ("energy_import", "import kWh", 11),
+    ("energy_export", "export kWh", 11),
+    ("tariff", "tariff", 6),
 )
 
 
@@ -176,22 +176,15 @@ def _cell(value: Any) -> str:
 
 
 def render(pollers: list[MeterPoller]) -> list[str]:
-    """The live table: one line per meter."""
-    head = "  ".join(
-        f"{(name + (f' {unit}' if unit else '')):>{width}}" for name, unit, width in _COLUMNS
-    )
-    lines = [head]
+    """The live table: a header and one line per meter."""
+    widths = [max(width, len(header)) for _, header, width in _COLUMNS]
+    lines = ["  ".join(f"{h:>{w}}" for (_, h, _), w in zip(_COLUMNS, widths, strict=True))]
     for poller in pollers:
         status = {True: "online", False: "OFFLINE", None: "..."}[poller.online]
         values = poller.values
-        cells = [poller.slug or "?", status] + [
-            _cell(values.get(name)) for name, _, _ in _COLUMNS[2:]
-        ]
-        lines.append(
-            "  ".join(
-                f"{cell:>{width}}" for cell, (_, _, width) in zip(cells, _COLUMNS, strict=True)
-            )
-        )
+        cells = [poller.slug or "?", status] + [_cell(values.get(k)) for k, _, _ in _COLUMNS[2:-1]]
+        cells.append(f"T{values['tariff']}" if "tariff" in values else "-")
+        lines.append("  ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
     return lines
 
 
