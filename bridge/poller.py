@@ -36,7 +36,7 @@ from bridge.commands import (
 )
 from bridge.entities import PARTIAL_COUNTER_KEYS, Group, keys_for_groups
 from bridge.errors import CountisError, MeterError
-from bridge.guard import CounterGuard
+from bridge.guard import GUARDED_KEYS, CounterGuard
 from bridge.models import MeterIdentity, PartialAction, ValueType
 from bridge.mqtt import dump_json
 from bridge.partial import PartialMeter, PartialStateError
@@ -47,6 +47,7 @@ REALTIME_KEYS = keys_for_groups({Group.REALTIME})
 ENERGY_KEYS = keys_for_groups({Group.ENERGY})
 ALL_KEYS = keys_for_groups({Group.REALTIME, Group.ENERGY})
 _PARTIAL_KEYS = tuple(k for k in ALL_KEYS if k in PARTIAL_COUNTER_KEYS)
+_REALTIME_GUARDED = any(k in GUARDED_KEYS or k in PARTIAL_COUNTER_KEYS for k in REALTIME_KEYS)
 _EARLY = 1e-3  # a deadline this close counts as due (timer granularity)
 
 
@@ -116,7 +117,7 @@ class Slot:
     def advance(self, now: float) -> int:
         """Step to the next deadline after ``now``; returns how many were skipped."""
         self.due += self.interval
-        if self.due > now:
+        if self.due >= now:
             return 0
         missed = int((now - self.due) // self.interval) + 1
         self.due += missed * self.interval
@@ -238,7 +239,11 @@ class MeterPoller:
         keys = ALL_KEYS if realtime and energy else REALTIME_KEYS if realtime else ENERGY_KEYS
         reading = await client.read(keys)
         self._succeeded()
-        accepted = self._accept(reading.values, reading.timestamp)
+        if energy or _REALTIME_GUARDED:
+            accepted = self._accept(reading.values, reading.timestamp)
+        else:  # realtime values carry no counters: nothing for the guard or partial meters
+            accepted = reading.values
+            self.values.update(accepted)
         self.publish_state(started, keys=accepted)
         self.stats.polls_done += 1
         self.stats.last_poll_duration = time.perf_counter() - t0
