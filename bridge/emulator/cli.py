@@ -90,13 +90,16 @@ def _raise_file_limit(needed: int) -> None:
 async def serve(options: EmulateOptions, stop: asyncio.Event) -> None:
     """Serve the meters (and the control API) until ``stop`` is set; state saved on exit."""
     async with contextlib.AsyncExitStack() as stack:
+        control = None
+        if options.control_port is not None:  # first: its port is not free for long
+            control = await stack.enter_async_context(
+                ControlServer(options.meters, None, port=options.control_port)
+            )
         server = await stack.enter_async_context(
             EmulatorServer(list(options.meters), host=options.host, port=options.port)
         )
-        if options.control_port is not None:
-            await stack.enter_async_context(
-                ControlServer(options.meters, server.ports, port=options.control_port)
-            )
+        if control is not None:
+            control.serving(server.ports)
         # Everything built so far lives until the end: keep it out of the collector's
         # full passes (a fleet holds a few hundred thousand objects).
         gc.collect()

@@ -15,7 +15,9 @@ and press the front-panel buttons. Endpoints (``i`` = meter index from 0):
     POST /meters/i/partial       {"action": "start" | "stop" | "reset"}
     POST /meters/i/tariff        {"tariff": 1 | 2}
 
-Answers are JSON objects; errors are ``{"error": "..."}`` with status 400, 404 or 405.
+Answers are JSON objects; errors are ``{"error": "..."}`` with status 400, 404 or 405,
+and 503 while the meters are not served yet (the API listens first, so the port its
+caller picked cannot be taken by one of a fleet's meter ports in the meantime).
 Standard library only (asyncio streams), one request per connection.
 """
 
@@ -30,9 +32,16 @@ from types import TracebackType
 from typing import Any
 
 from bridge.emulator.meter import EmulatedMeter
+from bridge.errors import ConfigError
 
 _LOG = logging.getLogger(__name__)
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
 _MAX_BODY = 64 * 1024
 
 
@@ -87,21 +96,33 @@ def apply_faults(meter: EmulatedMeter, body: dict[str, Any]) -> dict[str, Any]:
 
 
 class ControlServer:
-    """The control API for ``meters`` (served on ``ports``), on 127.0.0.1:``port``."""
+    """The control API for ``meters``, on 127.0.0.1:``port``.
+
+    ``ports`` are the meters' Modbus ports; None until they are served (answers 503),
+    set them with :meth:`serving`.
+    """
 
     def __init__(
-        self, meters: Sequence[EmulatedMeter], ports: Sequence[int], port: int = 0
+        self, meters: Sequence[EmulatedMeter], ports: Sequence[int] | None, port: int = 0
     ) -> None:
         """Remember the meters; nothing listens before ``async with``."""
         self.meters = list(meters)
-        self.meter_ports = list(ports)
+        self.meter_ports = None if ports is None else list(ports)
         self.host = "127.0.0.1"
         self.port = port
         self._server: asyncio.Server | None = None
 
+    def serving(self, ports: Sequence[int]) -> None:
+        """The meters listen on ``ports`` now: start answering."""
+        self.meter_ports = list(ports)
+
     async def __aenter__(self) -> ControlServer:
         """Listen; ``self.port`` is the bound port afterwards."""
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        try:
+            self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        except OSError as err:
+            msg = f"control API cannot listen on {self.host}:{self.port} ({err.strerror})"
+            raise ConfigError(msg) from err
         self.port = int(self._server.sockets[0].getsockname()[1])
         _LOG.info("control API on http://%s:%d/meters", self.host, self.port)
         return self
@@ -119,13 +140,13 @@ class ControlServer:
 
     def describe(self, index: int) -> dict[str, Any]:
         """One meter as ``GET /meters/i`` shows it."""
-        meter = self.meters[index]
+        meter, ports = self.meters[index], self.meter_ports or []
         return {
             "index": index,
             "serial": str(meter.serial),
             "model": meter.model,
             "unit": meter.unit_id,
-            "port": self.meter_ports[index] if index < len(self.meter_ports) else None,
+            "port": ports[index] if index < len(ports) else None,
             "tariff": meter.tariff,
             "partial_running": meter.partial_running,
             "faults": meter.faults.as_dict(),
@@ -134,6 +155,8 @@ class ControlServer:
 
     def route(self, method: str, path: str, body: bytes) -> Any:
         """The JSON answer to one request (raises ``_HttpError`` for errors)."""
+        if self.meter_ports is None:
+            raise _HttpError(503, "starting: the meters are not served yet")
         parts = [p for p in path.split("?", 1)[0].split("/") if p]
         if not parts or parts[0] != "meters" or len(parts) > 3:
             raise _HttpError(404, f"no such resource: {path}")

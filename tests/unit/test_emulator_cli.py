@@ -136,3 +136,12 @@ def test_control_errors(control, method, path, body, status):
     with pytest.raises(_HttpError) as caught:
         control.route(method, path, body)
     assert caught.value.status == status
+
+
+def test_control_answers_503_until_the_meters_are_served():
+    starting = ControlServer([EmulatedMeter(clock=ManualClock())], None)
+    with pytest.raises(_HttpError) as caught:
+        starting.route("GET", "/meters", b"")
+    assert caught.value.status == 503
+    starting.serving([5020])
+    assert starting.route("GET", "/meters", b"")[0]["port"] == 5020
