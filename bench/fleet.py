@@ -170,6 +170,22 @@ def aged_state_files(workdir: Path, n: int, years: float = 1.0) -> Path:
     return path
 
 
+def source_version() -> str | None:
+    """The checkout's commit (``-dirty`` with local changes): figures depend on it."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def _clean_env() -> dict[str, str]:
     # The bridge reads COUNTIS_* settings from the environment: keep the config file in charge.
     return {k: v for k, v in os.environ.items() if not k.startswith("COUNTIS_")}
@@ -348,6 +364,8 @@ def summarize(
             ("bench_cpu_pct", fs.cpu_pct(used["bench"], wall)),
             ("unparsable_msgs", rec.unparsable),
             ("load_avg_1m", os.getloadavg()[0]),
+            ("cpus", os.cpu_count()),
+            ("source", source_version()),
         ]
     )
 
@@ -375,6 +393,8 @@ def run_floor(fleet: Fleet, figures: dict[str, object]) -> dict[str, object]:
         "floor_cpu_ms_per_meter_poll": per_poll,
         "floor_cpu_pct": floor["floor_cpu_pct"],
         "floor_polls_missed": floor["polls_missed"],
+        "floor_energy_tick_p50_ms": floor["energy_tick_p50_ms"],
+        "floor_energy_tick_max_ms": floor["energy_tick_max_ms"],
         "floor_ratio": round(ratio, 2) if ratio else None,
     }
 

@@ -27,10 +27,10 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleetstats import tick_plan
+from fleetstats import percentile, tick_plan
 from rawmqtt import PUBACK, PacketBuffer, open_mqtt, publish_header
 
 from bridge.entities import VALUE_KEYS
@@ -60,6 +60,7 @@ class Counters:
     publishes: int = 0
     missed: int = 0
     acked: int = 0
+    tick_ms: dict[bool, list[float]] = field(default_factory=lambda: {False: [], True: []})
 
 
 class Publisher:
@@ -146,6 +147,7 @@ async def poll_meter(
         state["timestamp"] = stamp
         pub.publish(topic, dumps(state))
         if window[0] <= stamp < window[1]:
+            counts.tick_ms[plan is energy].append(1000 * (time.time() - stamp))
             counts.polls += 1
             counts.energy_polls += plan is energy
             counts.requests += len(words)
@@ -196,7 +198,18 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "floor_cpu_ms_per_meter_poll": round(cpu_ms / polls, 4) if polls else math.nan,
         "floor_cpu_pct": round(100 * (cpu1 - cpu0) / (wall1 - wall0), 2),
         "unacked": pub.sent - pub.acked if args.qos else 0,
-    }
+    } | tick_figures(counts.tick_ms)
+
+
+def tick_figures(tick_ms: dict[bool, list[float]]) -> dict[str, object]:
+    """Poll start -> publish written, per kind of tick (p50 / p99 / max, ms)."""
+    out: dict[str, object] = {}
+    for energy, name in ((False, "realtime"), (True, "energy")):
+        values = sorted(tick_ms[energy])
+        for q in (50, 99):
+            out[f"{name}_tick_p{q}_ms"] = round(percentile(values, q), 3) if values else None
+        out[f"{name}_tick_max_ms"] = round(values[-1], 3) if values else None
+    return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
