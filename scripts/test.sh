@@ -24,5 +24,12 @@ echo "==> unit and integration tests (Python $(.venv/bin/python -c 'import sys; 
 
 echo "==> Home Assistant tier (Python 3.13, homeassistant 2025.4.4, pymodbus 3.8.3)"
 scripts/setup-ha-venv.sh
+.venv/bin/mypy --strict --python-executable .venv-ha/bin/python --python-version 3.13 \
+    custom_components/countis
+echo "==> client and emulator again with pymodbus $(.venv-ha/bin/python -c 'import pymodbus; print(pymodbus.__version__)')"
+.venv-ha/bin/python -m pytest -c tests/compat.ini tests/integration/test_client.py \
+    tests/integration/test_read_cli.py tests/integration/test_emulator_*.py
+echo "==> custom integration (pytest-homeassistant-custom-component)"
 .venv-ha/bin/python -m pytest -c tests/components/pytest.ini tests/components -p no:sugar
+echo "==> end to end: real Home Assistant core + Mosquitto + bridge + emulated meter"
 .venv-ha/bin/python -m pytest -c tests/e2e/pytest.ini tests/e2e -p no:sugar
