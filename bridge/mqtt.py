@@ -175,8 +175,13 @@ class MqttConnection:
             return
         try:
             if exc_type is None or not issubclass(exc_type, BrokerConnectionError):
+                # Bounded: a stop must not hang on a broker that stopped answering.
                 await client.publish(
-                    self.availability_topic, OFFLINE, qos=self.options.qos, retain=True
+                    self.availability_topic,
+                    OFFLINE,
+                    qos=self.options.qos,
+                    retain=True,
+                    timeout=min(self.options.timeout, 3.0),
                 )
             await client.__aexit__(exc_type, exc, tb)
         except aiomqtt.MqttError:

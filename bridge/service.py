@@ -18,14 +18,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from bridge import topics
 from bridge.commands import (
     CommandParseError,
+    TariffCommand,
     error_response,
     parse_command,
     parse_error_response,
@@ -234,7 +235,7 @@ class Bridge:
             topics.command_filter(self._base), topics.ha_status(self.discovery.discovery_prefix)
         )
         self._clear_removed_topics()
-        self.republish_all()
+        await self.republish_all()
         self._settle_removals()
         self.connected.set()
         async for message in connection.messages():
@@ -259,12 +260,18 @@ class Bridge:
         self._announce(poller)
         self._settle_removals()
 
-    def republish_all(self) -> None:
-        """Discovery, availability and last state of every identified meter."""
-        for poller in self.pollers:
+    async def republish_all(self) -> None:
+        """Discovery, availability and last state of every identified meter.
+
+        A discovery payload takes a few ms to build: yield now and then so a fleet's
+        pollers keep their schedule while Home Assistant restarts.
+        """
+        for index, poller in enumerate(self.pollers, start=1):
             if poller.identity is not None:
                 self._announce(poller)
             poller.republish()
+            if index % 10 == 0:
+                await asyncio.sleep(0)
 
     def _announce(self, poller: MeterPoller) -> None:
         identity, slug, cfg = poller.identity, poller.slug, poller.config
@@ -323,7 +330,7 @@ class Bridge:
         if message.topic == topics.ha_status(self.discovery.discovery_prefix):
             if message.payload.strip().lower() == b"online":
                 _LOG.info("Home Assistant is online: republishing discovery and states")
-                self.republish_all()
+                self._spawn(self.republish_all())
             return
         parsed = topics.parse_command_topic(self._base, message.topic)
         if parsed is None:
@@ -331,7 +338,11 @@ class Bridge:
         if message.retain:
             return  # a retained command is an old command: never act on it
         slug, name = parsed
-        task = asyncio.create_task(self._command(slug, name, message.payload))
+        self._spawn(self._command(slug, name, message.payload))
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run ``job`` beside the message loop (commands must not block dispatching)."""
+        task = asyncio.create_task(job)
         self._tasks.add(task)  # keep a reference until it is done
         task.add_done_callback(self._tasks.discard)
 
@@ -353,4 +364,15 @@ class Bridge:
         except Exception as err:  # a bug must not take the bridge down: answer and log it
             _LOG.exception("meter %s: %s command crashed", slug, name)
             response = error_response(name, f"internal error: {err}", command.correlation_id)
+        if response.status == "ok" and isinstance(command, TariffCommand):
+            self._refresh_broadcast_siblings(poller)
         self.publish(response_topic, response.to_json(), retain=False)
+
+    def _refresh_broadcast_siblings(self, poller: MeterPoller) -> None:
+        """After a broadcast tariff write, meters behind the same address read it back now."""
+        if not poller.config.tariff_broadcast:
+            return
+        where = (poller.config.host, poller.config.port)
+        for other in self.pollers:
+            if other is not poller and (other.config.host, other.config.port) == where:
+                other.wake()
