@@ -218,6 +218,7 @@ class _Context:
     def __init__(self, meter: EmulatedMeter) -> None:
         self.meter = meter
         self.unit = meter.unit_id
+        self.delayed: set[asyncio.Task[Any]] = set()  # answers asleep in a delay fault
 
     def slaves(self) -> list[int]:
         """Unit ids served (pymodbus 3.8; broadcasts go to these)."""
@@ -243,10 +244,29 @@ class _Context:
             if faults.silent:
                 raise _NoSuchUnit("no_answer fault")  # pymodbus drops it silently
             if faults.delay_seconds:
-                await asyncio.sleep(faults.delay_seconds)
+                await self._sleep(faults.delay_seconds)
             if code := faults.exception_code:
                 return None if broadcast else _exception(request.function_code, code)
         return request.answer(self.meter, broadcast)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep in the handler's task, known to the server so that its exit can cancel it."""
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - pymodbus always runs handlers in tasks
+            await asyncio.sleep(seconds)
+            return
+        self.delayed.add(task)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.delayed.discard(task)
+
+    async def cancel_delayed(self) -> None:
+        """Cancel the answers still asleep (server exit: nothing is left running)."""
+        tasks = list(self.delayed)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 _DECODER: Any = None
@@ -275,7 +295,7 @@ def _placeholder(unit: int) -> Any:
     return SimDevice(id=unit, simdata=[SimData(0, values=0, datatype=DataType.REGISTERS)])
 
 
-async def _start(meter: EmulatedMeter, host: str, port: int) -> tuple[Any, int]:
+async def _start(meter: EmulatedMeter, host: str, port: int) -> tuple[Any, _Context, int]:
     context = _Context(meter)
     placeholder = _placeholder(meter.unit_id)
     server_class: Any = ModbusTcpServer  # its parameter names and types vary by version
@@ -297,7 +317,7 @@ async def _start(meter: EmulatedMeter, host: str, port: int) -> tuple[Any, int]:
         msg = f"cannot listen on {host}:{port} (address in use?)"
         raise ConfigError(msg)
     bound = int(server.transport.sockets[0].getsockname()[1])
-    return server, bound
+    return server, context, bound
 
 
 def _dropper(server: Any) -> Any:
@@ -331,6 +351,7 @@ class EmulatorServer:
         self.save_interval = save_interval
         self.ports: list[int] = []
         self._servers: list[Any] = []
+        self._contexts: list[_Context] = []
         self._undrop: list[Any] = []
         self._saver: asyncio.Task[None] | None = None
 
@@ -339,8 +360,9 @@ class EmulatorServer:
         try:
             for index, meter in enumerate(self.meters):
                 port = self.port + index if self.port else 0
-                server, bound = await _start(meter, self.host, port)
+                server, context, bound = await _start(meter, self.host, port)
                 self._servers.append(server)
+                self._contexts.append(context)
                 self._undrop.append(meter.faults.add_dropper(_dropper(server)))
                 self.ports.append(bound)
                 _LOG.info(
@@ -382,7 +404,10 @@ class EmulatorServer:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.shutdown()
+        for context in self._contexts:
+            await context.cancel_delayed()
         self._servers.clear()
+        self._contexts.clear()
 
     async def _save_loop(self) -> None:
         while True:

@@ -278,3 +278,19 @@ async def test_restart_with_the_state_file_keeps_every_counter(tmp_path):
         after = await _energy_image(server.ports[0])
     assert after == before
     assert any(any(words) for words in after.values())
+
+
+async def test_server_exit_cancels_answers_asleep_in_a_delay():
+    the_meter = meter()
+    the_meter.faults.delay(30.0)
+    async with EmulatorServer([the_meter], host=HOST, port=0) as server:
+        reader, writer = await asyncio.open_connection(HOST, server.ports[0])
+        writer.write(struct.pack(">HHHBBHH", 1, 0, 6, 5, 3, 0xC558, 2))
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        before = set(asyncio.all_tasks())
+        assert len(before) > 1  # the handler's answer is asleep
+    await asyncio.sleep(0)
+    assert not [t for t in before if not t.done() and t is not asyncio.current_task()]
+    assert await reader.read() == b""  # closed without an answer
+    writer.close()
