@@ -198,6 +198,16 @@ class Bridge:
                     group.create_task(poller.run(), name=f"meter {poller.config.label}")
         finally:
             self.registry.save()
+            _LOG.info("stopped; totals: %s", self.totals())
+
+    def totals(self) -> dict[str, float]:
+        """Stats of every meter added up (diagnostics; logged when the bridge stops)."""
+        out: dict[str, float] = {"meters": len(self.pollers)}
+        for poller in self.pollers:
+            for key, value in poller.stats.as_dict().items():
+                if key != "last_poll_duration":
+                    out[key] = out.get(key, 0) + value
+        return out
 
     async def _save_registry_loop(self) -> None:
         while True:

@@ -111,6 +111,7 @@ async def test_stopped_bridge_says_offline_and_exits_0(
             break
         await asyncio.sleep(0.05)
     assert proc.returncode == 0, bridge_harness.log_text()
+    assert "stopped; totals: {'meters': 1, 'polls_done': " in bridge_harness.log_text()
 
 
 async def test_broker_restart_reconnects_and_republishes(
