@@ -351,9 +351,12 @@ class MeterPoller:
             self.sink.publish(topics.value(base, slug, key), str(value))
 
     def republish(self) -> None:
-        """After a broker (re)connect or HA restart: availability and the last state."""
+        """After a broker (re)connect or HA restart: availability and the last state.
+
+        An offline meter gets its availability only: nothing that looks like a reading.
+        """
         self.publish_availability()
-        if self.last_state is not None and self.slug is not None:
+        if self.last_state is not None and self.slug is not None and self.online:
             self.sink.publish(topics.state(self.config.base_topic, self.slug), self.last_state)
             if self.config.per_value_topics:
                 self.publish_values(self.values)
