@@ -12,6 +12,7 @@ table and, as the last line, one JSON object (see bench/README.md for the fields
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import json
 import os
@@ -287,13 +288,17 @@ async def measure(fleet: Fleet) -> dict[str, object]:
     finally:
         sub.cancel()
         await asyncio.gather(sub, return_exceptions=True)
-    bridge_exit = fleet.children.stop("bridge")
+    stopping = time.monotonic()
+    bridge_exit = fleet.children.stop("bridge", timeout=30.0)
+    bridge_stop_s = time.monotonic() - stopping
     (fleet.workdir / "state-sample.json").write_bytes(fleet.received.sample)
     wall = m1 - m0
     used = {name: cpu1[name] - cpu0[name] for name in cpu0}
     figures = summarize(fleet, t0, t1, wall, used, mem)
     figures["bridge_startup_s"] = round(startup_s, 2)
     figures["bridge_exit_code"] = bridge_exit
+    figures["bridge_stop_s"] = round(bridge_stop_s, 2)
+    figures["bridge_totals"] = bridge_totals(fleet.workdir / "bridge.log")
     if args.floor:
         figures.update(run_floor(fleet, figures))
     return figures
@@ -368,6 +373,22 @@ def summarize(
             ("source", source_version()),
         ]
     )
+
+
+def bridge_totals(log: Path) -> dict[str, object] | None:
+    """The bridge's own counters for its whole run (its "stopped; totals: {...}" line)."""
+    marker = "stopped; totals: "
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if marker in line]
+    except OSError:
+        return None
+    if not lines:
+        return None
+    try:
+        totals = ast.literal_eval(lines[-1].split(marker, 1)[1])
+    except (ValueError, SyntaxError):
+        return None
+    return totals if isinstance(totals, dict) else None
 
 
 def run_floor(fleet: Fleet, figures: dict[str, object]) -> dict[str, object]:
