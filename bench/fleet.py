@@ -317,6 +317,7 @@ def summarize(
     n, duration = args.meters, t1 - t0
     latencies: list[float] = []
     energy_lat: list[float] = []
+    lateness: list[float] = []
     done = missed = energy_seen = 0
     arrived = 0
     width = len(str(n))
@@ -333,8 +334,11 @@ def summarize(
         arrived += sum(1 for a in arrivals if t0 <= a < t1)
         energy_seen += sum(1 for stamp in rec.energy.get(slug, ()) if t0 <= stamp < t1)
         missed += fs.missed_polls([stamps[k] for k in order], t0, t1, args.realtime)
+        lateness += fs.start_lateness([stamps[k] for k in inside], args.realtime)
     latencies.sort()
     energy_lat.sort()
+    lateness.sort()
+    late_limit = 0.1 * args.realtime
     polls_due = round(n * duration / args.realtime)
     bridge_cpu = used["bridge"]
     return fs.rounded(
@@ -346,6 +350,9 @@ def summarize(
             ("polls_due", polls_due),
             ("polls_done", done),
             ("polls_missed", missed),
+            ("polls_late", sum(1 for x in lateness if x > late_limit)),
+            ("start_late_p99_ms", 1000 * fs.percentile(lateness, 99)),
+            ("start_late_max_ms", 1000 * lateness[-1] if lateness else float("nan")),
             ("energy_polls_due", round(n * duration / args.energy)),
             ("energy_polls_seen", energy_seen),
             ("requests_per_poll", fs.requests_per_poll(args.realtime, args.energy)),
@@ -427,6 +434,8 @@ def table(figures: dict[str, object]) -> str:
         ("schedule", None),
         ("measured (s)", "duration_s"),
         ("polls due / done / missed", None),
+        ("polls started > 10% late", "polls_late"),
+        ("poll start lateness p99 / max (ms)", None),
         ("energy polls due / seen", None),
         ("Modbus requests per meter-poll", "requests_per_poll"),
         ("bridge CPU ms per meter-poll", "bridge_cpu_ms_per_meter_poll"),
@@ -449,6 +458,9 @@ def table(figures: dict[str, object]) -> str:
         "  of energy polls p50 / max (ms)": (
             f"{f['latency_energy_p50_ms']} / {f['latency_energy_max_ms']}"
         ),
+        "poll start lateness p99 / max (ms)": (
+            f"{f['start_late_p99_ms']} / {f['start_late_max_ms']}"
+        ),
         "energy polls due / seen": f"{f['energy_polls_due']} / {f['energy_polls_seen']}",
         "latency p50 / p99 / max (ms)": (
             f"{f['latency_p50_ms']} / {f['latency_p99_ms']} / {f['latency_max_ms']}"
@@ -457,9 +469,9 @@ def table(figures: dict[str, object]) -> str:
     lines = []
     for label, key in rows:
         if key is None:
-            lines.append(f"{label:<32} {special[label]}")
+            lines.append(f"{label:<36} {special[label]}")
         elif key in f:
-            lines.append(f"{label:<32} {f[key]}")
+            lines.append(f"{label:<36} {f[key]}")
     return "\n".join(lines)
 
 

@@ -65,6 +65,22 @@ def missed_polls(stamps: Sequence[float], t0: float, t1: float, interval: float)
     return missed
 
 
+def start_lateness(stamps: Sequence[float], interval: float) -> list[float]:
+    """How late each poll started after its slot, in seconds (``stamps`` of one meter).
+
+    The bridge's slots are a fixed grid (first + k x interval, no drift) and a poll never
+    starts early, so the on-time polls form the earliest cluster of the stamps' phases
+    within the interval; its 10th percentile stands for the grid. A poll later than half
+    an interval folds back onto the grid: ``missed_polls`` counts those.
+    """
+    if not stamps:
+        return []
+    half = interval / 2
+    phases = [(s - stamps[0] + half) % interval - half for s in stamps]
+    grid = percentile(sorted(phases), 10)
+    return [max(0.0, p - grid) for p in phases]
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile ``q`` (0..100) of ascending values; NaN when empty."""
     if not sorted_values:

@@ -41,6 +41,21 @@ def test_a_meter_that_never_published_misses_every_poll():
     assert fs.missed_polls([], 10.0, 14.0, 1.0) == 4
 
 
+def test_lateness_is_measured_from_the_on_time_grid():
+    stamps = [100.3 + k for k in range(20)]
+    stamps[7] += 0.25  # one poll started 250 ms late
+    late = fs.start_lateness(stamps, 1.0)
+    assert late[7] == pytest.approx(0.25)
+    assert max(late[:7] + late[8:]) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_lateness_survives_a_grid_near_the_interval_edge():
+    stamps = [100.999 + k + (0.002 if k % 3 else 0.0) for k in range(30)]
+    late = fs.start_lateness(stamps, 1.0)
+    assert max(late) == pytest.approx(0.002, abs=1e-6)
+    assert fs.start_lateness([], 1.0) == []
+
+
 def test_percentile_nearest_rank():
     values = [float(v) for v in range(1, 101)]
     assert fs.percentile(values, 50) == 50.0
