@@ -96,8 +96,18 @@ def bridge_config(settings: Settings) -> BridgeConfig:
 def _settings(args: argparse.Namespace) -> Settings:
     path = Path(args.config) if getattr(args, "config", None) else None
     settings = load_settings(path, settings_overrides_from_args(args))
-    logging.getLogger().setLevel(settings.log_level)
+    quiet_libraries(settings.log_level)
     return settings
+
+
+def quiet_libraries(level: str) -> None:
+    """Apply the log level; pymodbus only at DEBUG (it logs every failed connect).
+
+    The bridge itself logs one line per state change of a meter; pymodbus's per-attempt
+    warnings would repeat it at the retry cadence.
+    """
+    logging.getLogger().setLevel(level)
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG if level == "DEBUG" else logging.ERROR)
 
 
 def run_until_stopped(
@@ -209,4 +219,5 @@ def demo_main(args: argparse.Namespace) -> int:
     """``countis-bridge demo``: emulated meters + embedded broker + bridge, live values."""
     from bridge.demo import demo  # noqa: PLC0415 - the emulator is needed only here
 
+    quiet_libraries(args.log_level)
     return run_until_stopped(lambda: demo(args), duration=args.duration)
