@@ -219,5 +219,5 @@ def demo_main(args: argparse.Namespace) -> int:
     """``countis-bridge demo``: emulated meters + embedded broker + bridge, live values."""
     from bridge.demo import demo  # noqa: PLC0415 - the emulator is needed only here
 
-    quiet_libraries(args.log_level)
+    quiet_libraries(args.log_level or "INFO")
     return run_until_stopped(lambda: demo(args), duration=args.duration)

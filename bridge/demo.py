@@ -205,7 +205,7 @@ async def demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
     """Run the demo until cancelled."""
     port = args.mqtt_port or free_port()
     meters = demo_meters(args.meters, args.speed)
-    if out.isatty() and getattr(args, "log_level", "INFO") == "INFO":
+    if out.isatty() and getattr(args, "log_level", None) is None:
         logging.getLogger().setLevel(logging.WARNING)  # log lines would tear the live view
     with tempfile.TemporaryDirectory(prefix="countis-demo-") as tmp:
         workdir = Path(tmp)
