@@ -244,7 +244,6 @@ class Bridge:
         await connection.subscribe(
             topics.command_filter(self._base), topics.ha_status(self.discovery.discovery_prefix)
         )
-        self._clear_removed_topics()
         await self.republish_all()
         self._settle_removals()
         self.connected.set()
@@ -307,30 +306,26 @@ class Bridge:
         for topic, payload in discovery_messages(meter, self.discovery):
             self.publish(topic, payload)
 
-    def _clear_removed_topics(self) -> None:
-        """Clear state, availability and per-value topics of meters no longer configured."""
-        live = {p.slug for p in self.pollers}
-        for old in self._removals.values():
-            if old.slug not in live:
-                for topic in slug_topics(old.base_topic, old.slug):
-                    self.publish(topic, b"")
-
     def _settle_removals(self) -> None:
-        """Clear the discovery of removed meters once every configured meter is known.
+        """Clear what meters that left the configuration published, once it is safe.
 
-        Waiting matters: a meter that was only renamed keeps its serial, and clearing its
-        discovery would make Home Assistant delete the device with the user's settings.
+        Safe means every configured meter has answered or failed: a meter that was only
+        renamed keeps its serial, and clearing its discovery would make Home Assistant
+        delete the device with the user's settings (its old topic slug is cleared).
         """
         if not self._removals or self.connection is None:
             return
         if any(p.identity is None and p.online is None for p in self.pollers):
             return  # a configured meter has not answered nor failed yet: its serial is unknown
         serials = {p.identity.serial_number for p in self.pollers if p.identity is not None}
+        slugs = {p.slug for p in self.pollers}
         for key, old in list(self._removals.items()):
+            stale = [] if old.slug in slugs else slug_topics(old.base_topic, old.slug)
             if old.serial not in serials:
-                for topic, _ in removal_messages(old.serial, None, old.options()):
-                    self.publish(topic, b"")
+                stale += [t for t, _ in removal_messages(old.serial, None, old.options())]
                 _LOG.info("meter %s (serial %s) left the configuration: removed", key, old.serial)
+            if not all([self.publish(topic, b"") for topic in stale]):  # noqa: C419 - publish all
+                return  # the broker went away: again in the next session
             del self._removals[key]
             self.registry.set(key, None)
 
