@@ -129,7 +129,9 @@ def broker_config(port: int, log: Path) -> str:
     )
 
 
-def bridge_config(args: argparse.Namespace, mqtt_port: int, first_port: int, data: Path) -> dict:
+def bridge_config(
+    args: argparse.Namespace, mqtt_port: int, first_port: int, data: Path
+) -> dict[str, object]:
     """The bridge's YAML config (JSON is YAML): one meter per emulator port."""
     width = len(str(args.meters))
     return {

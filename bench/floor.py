@@ -110,7 +110,9 @@ def template(sample: Path | None) -> dict[str, object]:
     """The state object to publish: the bridge's own sample, else every value key."""
     if sample is not None and sample.stat().st_size:
         return dict(json.loads(sample.read_bytes()))
-    return dict.fromkeys(VALUE_KEYS, 0.0) | {"timestamp": 0.0}
+    state: dict[str, object] = dict.fromkeys(VALUE_KEYS, 0.0)
+    state["timestamp"] = 0.0
+    return state
 
 
 async def poll_meter(
