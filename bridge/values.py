@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 
 from bridge.codec import Value
 from bridge.entities import SENSOR_BY_KEY, Enumerated, Scaled, SensorSpec, Source, WithResidual
@@ -86,5 +88,94 @@ def compute(spec: SensorSpec, raw: Mapping[str, Value]) -> ValueType:
 
 
 def compute_values(keys: Iterable[str], raw: Mapping[str, Value]) -> dict[str, ValueType]:
-    """Published values for ``keys`` from decoded registers."""
-    return {key: compute(SENSOR_BY_KEY[key], raw) for key in keys}
+    """Published values for ``keys`` from decoded registers (same results as ``compute``)."""
+    conversion = compile_values(tuple(keys))
+    return conversion([_int(raw, name) for name in conversion.registers])
+
+
+# ---------------------------------------------------------------- compiled conversions
+# A poller converts the same key set every second for ever: work out each value's step,
+# decimals and wrap factor once per key set, then a poll is one small closure per value
+# over the raw integers by position (no spec or register lookups, no log10). Every
+# closure evaluates the same arithmetic as ``compute``, in the same order, so results
+# are identical to the last bit.
+
+#: Raw register values (decoded integers) by position -> one published value.
+Converter = Callable[[Sequence[int]], ValueType]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Conversion:
+    """Values of a key set from raw register integers given by position (``registers``)."""
+
+    keys: tuple[str, ...]
+    registers: tuple[str, ...]  # register names, in the order the raw integers come
+    converters: tuple[Converter, ...]  # one per key
+
+    def __call__(self, raw: Sequence[int]) -> dict[str, ValueType]:
+        """The published values; ``raw[i]`` is the integer of ``registers[i]``."""
+        return {key: convert(raw) for key, convert in zip(self.keys, self.converters, strict=True)}
+
+
+@lru_cache(maxsize=128)
+def compile_values(keys: tuple[str, ...], registers: tuple[str, ...] | None = None) -> Conversion:
+    """The conversion of ``keys``; raw integers in ``registers`` order (default: by address).
+
+    Cached: callers ask for the same few key sets on every poll.
+    """
+    needed = tuple(reg.name for reg in registers_for(keys))  # KeyError for an unknown key
+    if registers is None:
+        registers = needed
+    elif missing := set(needed) - set(registers):
+        msg = f"registers {sorted(missing)} are needed but not given"
+        raise ValueError(msg)
+    index = {name: i for i, name in enumerate(registers)}
+    converters = tuple(_converter(SENSOR_BY_KEY[key].source, index) for key in keys)
+    return Conversion(keys=keys, registers=registers, converters=converters)
+
+
+def _converter(source: Source, index: Mapping[str, int]) -> Converter:
+    """One value's closure over the raw integers (the arithmetic of ``compute``)."""
+    if isinstance(source, Enumerated):
+        i, mapping, default = index[source.register], dict(source.mapping), source.default
+        return lambda raw: mapping.get(raw[i], default)
+    reg = BY_NAME[source.register]
+    scale = reg.scale if reg.scale is not None else 1.0
+    i = index[reg.name]
+    wraps = _wrap_indices(source.overflow, index)
+    if isinstance(source, Scaled):
+        step = scale / source.divisor
+        places = _decimals(step)
+        if wraps is None:
+            if places == 0:
+                return lambda raw: round(raw[i] * step)
+            return lambda raw: round(raw[i] * step, places)
+        c, w, wrap_scale, divisor = (*wraps, source.divisor)
+        if places == 0:
+            return lambda raw: round(raw[i] * step + raw[c] * raw[w] * wrap_scale / divisor)
+        return lambda raw: round(raw[i] * step + raw[c] * raw[w] * wrap_scale / divisor, places)
+    residual = BY_NAME[source.residual]
+    assert residual.scale is not None
+    r, divisor, signed = index[residual.name], source.divisor, source.signed
+    step = residual.scale / divisor
+    places = _decimals(step)
+
+    def convert(raw: Sequence[int]) -> float | int:
+        whole = raw[i]
+        if signed and whole >= 1 << 31:
+            whole -= 1 << 32
+        value = whole * scale / divisor + raw[r] * step
+        if wraps is not None:
+            value += raw[wraps[0]] * raw[wraps[1]] * wraps[2] / divisor
+        return round(value) if places == 0 else round(value, places)
+
+    return convert
+
+
+def _wrap_indices(overflow: str | None, index: Mapping[str, int]) -> tuple[int, int, float] | None:
+    """Positions of a wrap count and of the overflow value, and the value's scale."""
+    if overflow is None:
+        return None
+    wrap = BY_NAME[OVERFLOW_VALUE]
+    assert wrap.scale is not None
+    return index[overflow], index[OVERFLOW_VALUE], wrap.scale
