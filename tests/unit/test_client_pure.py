@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import inspect
 import json
+import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 
 from bridge import client, codec
-from bridge.entities import VALUE_KEYS
+from bridge.entities import VALUE_KEYS, Group, keys_for_groups
 from bridge.errors import CommandError, ConfigError, NotACountisError
 from bridge.models import MeterIdentity, MeterReading
 from bridge.readcmd import MENUS, menu_of, parse_target, render_json, render_table
@@ -94,6 +97,42 @@ def test_plans_are_cached_and_cover_the_keys() -> None:
     for step in first:
         for _name, _dtype, start, end in step.fields:
             assert 0 <= start < end <= step.count
+
+
+KEY_SETS = (
+    VALUE_KEYS,
+    keys_for_groups({Group.REALTIME}),
+    keys_for_groups({Group.ENERGY}),
+    ("power_factor_l2", "energy_balance", "phase_sequence", "tariff"),
+)
+
+
+@settings(max_examples=50)
+@given(data=st.data())
+def test_struct_layouts_decode_like_the_codec(data: st.DataObject) -> None:
+    for keys in KEY_SETS:
+        for step in client._plan(keys):
+            words = data.draw(st.lists(st.integers(0, 0xFFFF), min_size=step.count,
+                                       max_size=step.count))  # fmt: skip
+            got = step.layout.unpack(struct.pack(f">{step.count}H", *words))
+            want = tuple(
+                codec.decode(dtype, words[start:end]) for _, dtype, start, end in step.fields
+            )
+            assert got == want
+
+
+def test_readers_convert_in_plan_order() -> None:
+    for keys in KEY_SETS:
+        reader = client._reader(keys)
+        assert reader.steps is client._plan(keys)
+        order = tuple(name for step in reader.steps for name, *_ in step.fields)
+        assert reader.convert.registers == order
+        assert reader.convert.keys == keys
+
+
+def test_strings_have_no_struct_layout() -> None:
+    with pytest.raises(ValueError, match="soco_signature"):
+        client._layout(4, (("soco_signature", "STRING_16", 0, 4),))
 
 
 def test_unknown_key_is_refused() -> None:
