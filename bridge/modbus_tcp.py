@@ -7,7 +7,7 @@ registers is one small frame each way, so :mod:`bridge.client` reads through thi
 keeps pymodbus for writes.
 
 One request is in flight at a time (the caller serialises them under its lock), each with
-its own transaction id and one timer. Failures are :mod:`bridge.errors`: an exception
+its own transaction id and a deadline. Failures are :mod:`bridge.errors`: an exception
 response is :class:`ModbusExceptionError` (the connection stays usable), a malformed frame
 :class:`ProtocolError`, a lost connection :class:`MeterConnectionError` at once (not at
 the timeout), no answer in time :class:`MeterTimeoutError`. After a malformed frame or a
@@ -60,7 +60,8 @@ class ModbusTcpConnection(asyncio.Protocol):
     """One Modbus TCP connection; open with :meth:`open`, read with :meth:`read_registers`."""
 
     # A bridge holds one per meter for its whole life: no per-instance dict.
-    __slots__ = ("_loop", "_pending", "_tid", "_transport", "_unit", "_waiter", "seconds", "where")
+    __slots__ = ("_deadline", "_loop", "_pending", "_tid", "_timer", "_transport", "_unit",
+                 "_waiter", "seconds", "where")  # fmt: skip
 
     def __init__(self, where: str, seconds: float) -> None:
         """Inert until the transport calls :meth:`connection_made`."""
@@ -72,6 +73,8 @@ class ModbusTcpConnection(asyncio.Protocol):
         self._tid = 0
         self._unit = 0
         self._waiter: asyncio.Future[bytes] | None = None
+        self._deadline = 0.0  # loop time by which the request in flight must be answered
+        self._timer: asyncio.TimerHandle | None = None
 
     @classmethod
     async def open(cls, host: str, port: int, *, seconds: float, where: str) -> Self:
@@ -103,6 +106,7 @@ class ModbusTcpConnection(asyncio.Protocol):
         transport = self._transport
         if transport is not None:
             transport.close()  # stops reading at once: nothing more reaches data_received
+        self._disarm()
         self._fail(MeterConnectionError(f"{self.where}: connection closed"))
 
     async def read_registers(self, unit: int, address: int, count: int) -> bytes:
@@ -119,13 +123,15 @@ class ModbusTcpConnection(asyncio.Protocol):
         waiter: asyncio.Future[bytes] = self._loop.create_future()
         self._waiter = waiter
         transport.write(_REQUEST.pack(tid, 0, 6, unit, READ_HOLDING_REGISTERS, address, count))
-        # One timer on the answer's future: cheaper than a timeout context around the
-        # await, and it fires where the connection must be dropped anyway.
-        timer = self._loop.call_later(self.seconds, self._expire, waiter)
+        # A deadline, not a timer per request: scheduling and cancelling a timer (or a
+        # timeout context) for each of thousands of requests a second kept the loop's
+        # timer heap busy. One lazy timer per connection checks the deadline instead.
+        self._deadline = self._loop.time() + self.seconds
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
         try:
             pdu = await waiter
         finally:
-            timer.cancel()
             self._waiter = None
         function = pdu[0]
         size = 2 * count
@@ -154,6 +160,7 @@ class ModbusTcpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Fail a request in flight now instead of letting it wait for its timeout."""
         self._transport = None
+        self._disarm()
         self._fail(MeterConnectionError(f"{self.where}: connection lost"))
 
     def data_received(self, data: bytes) -> None:
@@ -180,12 +187,27 @@ class ModbusTcpConnection(asyncio.Protocol):
         self._pending = data[offset:] if offset < end else b""
 
     # ------------------------------------------------------------ internals
-    def _expire(self, waiter: asyncio.Future[bytes]) -> None:
-        if waiter.done():
+    def _check_deadline(self) -> None:
+        """The lazy timer: expire the request in flight, or wait for its deadline.
+
+        Idle, the timer is not re-armed (the next request arms it): a connection polled
+        every second with a 3 s timeout schedules a timer every 3 s, not per request.
+        """
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self._loop.time() < self._deadline:  # a later request than the one armed for
+            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
             return
         msg = f"{self.where} unit {self._unit}: no answer within {self.seconds:g} s"
         waiter.set_exception(MeterTimeoutError(msg))
         self.close()  # a late answer must not be taken for the next request's
+
+    def _disarm(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
     def _fail(self, error: MeterError) -> None:
         waiter = self._waiter

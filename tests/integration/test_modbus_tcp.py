@@ -263,6 +263,30 @@ async def test_connect_refused_and_bad_counts() -> None:
             conn.close()
 
 
+async def test_every_request_gets_its_full_timeout() -> None:
+    async def delays(request: Request, writer: asyncio.StreamWriter) -> None:
+        tid, unit, address, count = request
+        if address == 99:
+            return  # never answered
+        await asyncio.sleep(address / 1000)  # the address says how many ms to wait
+        writer.write(fc3_answer(tid, words_for(address, count), unit))
+        await writer.drain()
+
+    async with scripted(delays) as (_, port):
+        conn = await open_conn(port, seconds=0.4)
+        try:
+            await conn.read_registers(UNIT, 0, 1)  # arms the connection's timer
+            await asyncio.sleep(0.3)
+            # Answered 0.55 s after the first request, within this one's own 0.4 s.
+            assert words(await conn.read_registers(UNIT, 250, 1)) == [250]
+            start = time.monotonic()
+            with pytest.raises(MeterTimeoutError, match=r"no answer within 0\.4 s"):
+                await conn.read_registers(UNIT, 99, 1)
+            assert 0.39 <= time.monotonic() - start < 1.2
+        finally:
+            conn.close()
+
+
 # ------------------------------------------------------------------ through MeterClient
 async def test_client_reconnects_after_a_garbled_answer() -> None:
     answers = 0
