@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import socket
 import struct
-from typing import Self
+from typing import Self, cast
 
 from bridge.errors import (
     MeterConnectionError,
@@ -149,8 +149,8 @@ class ModbusTcpConnection(asyncio.Protocol):
     # ------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport; send each small request at once (no Nagle delay)."""
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport (uvloop's is not an asyncio.Transport subclass, so no isinstance).
+        self._transport = cast("asyncio.Transport", transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             # asyncio sets it already; uvloop and other loops may not.

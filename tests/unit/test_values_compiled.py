@@ -34,8 +34,8 @@ RAW = st.fixed_dictionaries({reg.name: register_value(reg.name) for reg in ALL_R
 
 
 def assert_identical(got: object, want: object, key: str) -> None:
-    # Same type too: a value published as 1230 must not become 1230.0.
-    assert (type(got), got) == (type(want), want), key
+    # Same type and text: 1230 must not become 1230.0, nor 0.0 become -0.0, in the JSON.
+    assert (type(got), repr(got)) == (type(want), repr(want)), key
 
 
 @settings(max_examples=300)
