@@ -135,7 +135,7 @@ class ModbusTcpConnection(asyncio.Protocol):
             self._waiter = None
         function = pdu[0]
         size = 2 * count
-        if function == READ_HOLDING_REGISTERS and pdu[1] == size and len(pdu) == size + 2:
+        if function == READ_HOLDING_REGISTERS and len(pdu) == size + 2 and pdu[1] == size:
             return pdu[2:]
         if function == READ_HOLDING_REGISTERS | 0x80 and len(pdu) == 2:
             raise ModbusExceptionError(pdu[1], exception_message(self.where, unit, pdu[1], address))

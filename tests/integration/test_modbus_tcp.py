@@ -174,8 +174,17 @@ async def test_wrong_transaction_id_is_not_taken_for_the_answer() -> None:
         (lambda tid: frame(tid, bytes([3, 2, 0, 1])), "bad answer"),  # 1 word, 2 asked
         (lambda tid: frame(tid, bytes([4, 4, 0, 1, 0, 2])), "function 4"),
         (lambda tid: frame(tid, bytes([0x83])), "bad answer"),  # exception without a code
+        (lambda tid: frame(tid, bytes([3])), "bad answer"),  # function code only
     ],
-    ids=["protocol-id", "short-length", "byte-count", "word-count", "function", "exception"],
+    ids=[
+        "protocol-id",
+        "short-length",
+        "byte-count",
+        "word-count",
+        "function",
+        "exception",
+        "function-only",
+    ],
 )
 async def test_garbled_answers_are_protocol_errors(
     answer: Callable[[int], bytes], match: str
