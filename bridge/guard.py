@@ -16,6 +16,20 @@ Rejected values are left out of the result and counted per key; the caller decid
 publish instead (DESIGN: nothing stale, nothing zero). Guard state is not persisted: after a
 restart the first value of every counter is the new baseline.
 
+Corrupt readings: a lifetime counter below its last accepted value (0 after a non-zero
+value included) means the whole reading is wrong (registers reading 0 or garbage), not
+just that counter. The counters that may legitimately drop (partial counters after a
+reset, balances both ways: :data:`MAY_DROP_KEYS`) cannot be trusted from such a reading:
+a few zero readings in a row would pass for a reset on the front panel, or rebase a
+balance. :meth:`CounterGuard.screen` withholds them; call it first, before the partial
+meters see the reading::
+
+    screened = guard.screen(reading.values)
+    values = partial.apply(screened.values)
+    if partial.meter_reset_detected:
+        guard.note_partial_reset()
+    result = guard.check(values, reading.timestamp)
+
 Limits (documented choices):
 
 - Maximum power ``MAX_POWER_W`` = 80 A x 3 phases x 288 V = 69.12 kW (the E27/E28 maximum
@@ -34,10 +48,11 @@ Limits (documented choices):
   fault made the first baseline too low. A lower value is never accepted (balance: either
   direction recovers the same way).
 
-Public API (stable): ``CounterGuard(limits=GuardLimits())``; ``.check(values, timestamp)
--> GuardResult(values, rejected, held)``; ``.note_partial_reset()``; ``.rejections``
-(key -> count), ``.rejected_total``, ``.rebases`` (key -> count), ``.last(key)``;
-``Reason`` (why a value was rejected); ``MAX_POWER_W``.
+Public API (stable): ``CounterGuard(limits=GuardLimits())``; ``.screen(values) ->
+Screened(values, corrupt, withheld)``; ``.check(values, timestamp) -> GuardResult(values,
+rejected, held)``; ``.note_partial_reset()``; ``.rejections`` (key -> count),
+``.rejected_total``, ``.rebases`` (key -> count), ``.corrupt_readings``, ``.last(key)``;
+``Reason`` (why a value was rejected); ``MAX_POWER_W``; ``MAY_DROP_KEYS``.
 """
 
 from __future__ import annotations
@@ -68,6 +83,8 @@ ENERGY_STEP = 0.01  # k-units: every energy counter moves in 10 Wh/varh/VAh step
 BALANCE_KEYS: frozenset[str] = frozenset(s.key for s in SENSORS if s.state_class == "total")
 #: Every key the guard checks.
 GUARDED_KEYS: frozenset[str] = LIFETIME_COUNTER_KEYS | PARTIAL_COUNTER_KEYS | BALANCE_KEYS
+#: Counters that may legitimately drop: withheld from a corrupt reading (see ``screen``).
+MAY_DROP_KEYS: frozenset[str] = PARTIAL_COUNTER_KEYS | BALANCE_KEYS
 
 
 class Reason(StrEnum):
@@ -104,6 +121,24 @@ class GuardResult:
         object.__setattr__(self, "rejected", MappingProxyType(dict(self.rejected)))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Screened:
+    """Outcome of :meth:`CounterGuard.screen`: a reading with its untrusted keys left out."""
+
+    values: Mapping[str, ValueType]  # the reading without ``withheld``
+    corrupt: frozenset[str] = frozenset()  # lifetime counters below their last accepted value
+    withheld: frozenset[str] = frozenset()  # keys that may drop, left out of a corrupt reading
+
+    def __post_init__(self) -> None:
+        """Freeze the mapping."""
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+
+    @property
+    def suspect(self) -> bool:
+        """Whether the reading is corrupt (a lifetime counter went down)."""
+        return bool(self.corrupt)
+
+
 def resolution(spec: SensorSpec) -> float:
     """Smallest step the published value of a counter moves by."""
     source = spec.source
@@ -137,6 +172,7 @@ class CounterGuard:
         self._reset_noted: set[str] = set()
         self._rejections: dict[str, int] = {}
         self._rebases: dict[str, int] = {}
+        self._corrupt_readings = 0
 
     @property
     def rejections(self) -> Mapping[str, int]:
@@ -152,6 +188,11 @@ class CounterGuard:
     def rebases(self) -> Mapping[str, int]:
         """Times a key's baseline was moved up after consistent rejected readings."""
         return MappingProxyType(self._rebases)
+
+    @property
+    def corrupt_readings(self) -> int:
+        """Readings :meth:`screen` found corrupt since the guard was made."""
+        return self._corrupt_readings
 
     def last(self, key: str) -> float | None:
         """The last accepted value of a key (``None`` before the first)."""
@@ -217,6 +258,29 @@ class CounterGuard:
             self._accept(key, value, timestamp)
             return True
         return False
+
+    def screen(self, values: Mapping[str, ValueType]) -> Screened:
+        """Withhold the counters that may drop when a lifetime counter went down.
+
+        A lifetime counter below its last accepted value (so 0 after a non-zero value)
+        makes the reading corrupt: its partial and balance values (:data:`MAY_DROP_KEYS`)
+        are left out, so that neither the partial meters nor :meth:`check` see them. The
+        lifetime counters stay in: :meth:`check` rejects and counts them. Call it before
+        the partial meters; it records nothing but the count of corrupt readings.
+        """
+        corrupt = frozenset(
+            key
+            for key in LIFETIME_COUNTER_KEYS & values.keys()
+            if (last := self._last.get(key)) is not None
+            and isinstance(value := values[key], int | float)
+            and value < last.value
+        )
+        if not corrupt:
+            return Screened(values=values)
+        self._corrupt_readings += 1
+        withheld = MAY_DROP_KEYS & values.keys()
+        kept = {k: v for k, v in values.items() if k not in withheld}
+        return Screened(values=kept, corrupt=corrupt, withheld=frozenset(withheld))
 
     def check(self, values: Mapping[str, ValueType], timestamp: float) -> GuardResult:
         """Values to publish from one reading taken at ``timestamp`` (seconds)."""

@@ -13,6 +13,7 @@ from bridge.guard import (
     BALANCE_KEYS,
     GUARDED_KEYS,
     MAX_POWER_W,
+    MAY_DROP_KEYS,
     CounterGuard,
     GuardLimits,
     GuardResult,
@@ -20,6 +21,7 @@ from bridge.guard import (
     resolution,
 )
 from bridge.models import ValueType
+from bridge.partial import PartialMeter
 
 IMP = "energy_import"  # lifetime, whole kWh + 0.1 Wh residual
 EXP_T1 = "energy_export_t1"  # lifetime, whole-kWh register
@@ -316,3 +318,66 @@ def test_a_meter_answering_frozen_values_catches_up_by_rebase() -> None:
     # ... until three readings agree with each other.
     assert IMP in check(guard, 630, energy_import=101.76).values
     assert guard.rebases == {IMP: 1}
+
+
+def test_screen_passes_a_sound_reading_unchanged() -> None:
+    guard = immediate()
+    assert not guard.screen({IMP: 5.0, PART: 1.0, BAL: -2.0}).suspect  # no baseline yet
+    check(guard, 0, energy_import=5.0)
+    reading = {IMP: 5.0, PART: 0.0, BAL: -9.0, "power": 3}
+    screened = guard.screen(reading)
+    assert dict(screened.values) == reading
+    assert not screened.suspect
+    assert screened.corrupt == screened.withheld == frozenset()
+    assert guard.corrupt_readings == 0
+
+
+@pytest.mark.parametrize("low", [0.0, 4.99], ids=["zero", "lower"])
+def test_a_lifetime_counter_going_down_withholds_what_may_drop(low: float) -> None:
+    guard = immediate()
+    check(guard, 0, energy_import=5.0, energy_export_t1=2.0)
+    reading = {IMP: low, EXP_T1: 2.0, PART: 0.0, BAL: -1.0, "power": 3, "tariff": 1}
+    screened = guard.screen(reading)
+    assert screened.suspect
+    assert screened.corrupt == {IMP}
+    assert screened.withheld == {PART, BAL}
+    # The lifetime counters stay in: check() rejects the one that went down.
+    assert dict(screened.values) == {IMP: low, EXP_T1: 2.0, "power": 3, "tariff": 1}
+    assert guard.corrupt_readings == 1
+    assert check(guard, 10, **screened.values).rejected == {IMP: Reason.DECREASED}
+    with pytest.raises(TypeError):
+        screened.values["power"] = 4  # type: ignore[index]
+
+
+def test_may_drop_keys() -> None:
+    assert MAY_DROP_KEYS == PARTIAL_COUNTER_KEYS | BALANCE_KEYS
+    assert not MAY_DROP_KEYS & LIFETIME_COUNTER_KEYS
+
+
+@pytest.mark.parametrize("fault", ["zero", "lower"])
+def test_partial_and_balance_never_drop_through_a_counter_fault(fault: str) -> None:
+    """Screening, partial meters, guard (as the poller and the coordinator chain them)."""
+    guard, partial = CounterGuard(), PartialMeter()
+    published: dict[str, list[float]] = {PART: [], BAL: []}
+    for t in range(0, 200, 10):
+        bad = 60 <= t < 140  # eight corrupt readings in a row
+        real = {IMP: 1000.0 + t / 100, PART: 7.0 + t / 100, BAL: -1000.0 - t / 100}
+        if bad and fault == "zero":
+            reading = dict.fromkeys(real, 0.0)
+        elif bad:  # lower lifetime counters, so a lower balance, partial unchanged
+            reading = {IMP: real[IMP] - 100.0, PART: real[PART], BAL: real[BAL] + 100.0}
+        else:
+            reading = real
+        values = partial.apply(guard.screen(reading).values)
+        if partial.meter_reset_detected:
+            guard.note_partial_reset()
+        result = guard.check(values, t)
+        for key, series in published.items():
+            if key in result.values:
+                series.append(float(result.values[key]))
+                assert not bad, f"{key} published from a corrupt reading"
+    assert published[PART] == sorted(published[PART])
+    assert published[PART][-1] == pytest.approx(7.0 + 1.9)
+    assert published[BAL] == sorted(published[BAL], reverse=True)  # exporting steadily
+    assert guard.corrupt_readings == 8
+    assert guard.rebases == {}
