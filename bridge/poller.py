@@ -89,6 +89,7 @@ class MeterStats:
     polls_missed: int = 0
     failures: int = 0
     guard_rejections: int = 0
+    corrupt_readings: int = 0  # a lifetime counter went down: partial/balance withheld
     last_poll_duration: float = 0.0
     commands: int = 0
 
@@ -255,8 +256,21 @@ class MeterPoller:
         return self.client
 
     def _accept(self, raw: Mapping[str, ValueType], timestamp: float) -> Mapping[str, ValueType]:
-        """Partial offsets, then the counter guard; merge what passes into ``values``."""
-        values = self.partial.apply(raw)
+        """Screening, partial offsets, then the counter guard; merge what passes into ``values``.
+
+        A corrupt reading (a lifetime counter went down) keeps its partial and balance
+        values away from the partial meters and the state: they keep their last values.
+        """
+        screened = self.guard.screen(raw)
+        if screened.suspect:
+            self.stats.corrupt_readings += 1
+            _LOG.debug(
+                "%s: corrupt reading (%s went down): withheld %s",
+                self.config.label,
+                sorted(screened.corrupt),
+                sorted(screened.withheld),
+            )
+        values = self.partial.apply(screened.values)
         if self.partial.meter_reset_detected:
             self.guard.note_partial_reset()
             self._save_partial()

@@ -30,12 +30,7 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, Upda
 from homeassistant.util import dt as dt_util
 
 from bridge.client import MeterClient
-from bridge.entities import (
-    LIFETIME_COUNTER_KEYS,
-    PARTIAL_COUNTER_KEYS,
-    Group,
-    keys_for_groups,
-)
+from bridge.entities import Group, keys_for_groups
 from bridge.errors import (
     CommandError,
     MeterConnectionError,
@@ -44,7 +39,7 @@ from bridge.errors import (
     ModbusExceptionError,
     NotACountisError,
 )
-from bridge.guard import BALANCE_KEYS, CounterGuard
+from bridge.guard import CounterGuard
 from bridge.models import MeterIdentity, MeterReading, PartialAction, ValueType
 from bridge.partial import PartialMeter
 
@@ -59,7 +54,6 @@ from .const import (
     LOGGER,
 )
 
-_MAY_DROP = PARTIAL_COUNTER_KEYS | BALANCE_KEYS
 REALTIME_KEYS = keys_for_groups({Group.REALTIME})
 ENERGY_KEYS = keys_for_groups({Group.ENERGY})
 ALL_KEYS = REALTIME_KEYS + ENERGY_KEYS
@@ -221,24 +215,14 @@ class CountisCoordinator(DataUpdateCoordinator[CountisData]):
             delay, self._save_at = 0.0, now + PARTIAL_SAVE_INTERVAL
         self._store.async_delay_save(self.partial.to_dict, delay)
 
-    def _lifetime_dropped(self, values: Mapping[str, ValueType]) -> bool:
-        """A lifetime counter reads below its last accepted value: the reading is corrupt."""
-        for key in LIFETIME_COUNTER_KEYS:
-            value, last = values.get(key), self.guard.last(key)
-            if isinstance(value, int | float) and last is not None and value < last:
-                return True
-        return False
-
     def _checked(self, reading: MeterReading) -> tuple[dict[str, ValueType], bool]:
-        """Partial start/stop, then the guard: values to publish, and whether any is held."""
-        values: Mapping[str, ValueType] = reading.values
-        if self._lifetime_dropped(values):
-            # Lifetime counters never drop, so the counters of this reading that may
-            # legitimately drop cannot be trusted either: a few such readings in a row
-            # (counters reading 0) would pass for a partial reset on the front panel, or
-            # rebase a balance. Withhold them; the guard rejects the lifetime ones.
-            values = {k: v for k, v in values.items() if k not in _MAY_DROP}
-        values = self.partial.apply(values)
+        """Screening, partial start/stop, then the guard: values to publish, any held."""
+        # A corrupt reading (a lifetime counter went down) keeps its partial and balance
+        # values away from the partial meters; their entities go unavailable meanwhile.
+        screened = self.guard.screen(reading.values)
+        if screened.suspect:
+            LOGGER.debug("%s: corrupt reading, withheld %s", self.name, sorted(screened.withheld))
+        values = self.partial.apply(screened.values)
         if self.partial.meter_reset_detected:
             # Reset on the front panel (or while Home Assistant was away).
             self.guard.note_partial_reset()
