@@ -8,6 +8,13 @@ first one (no drift); a slot that passed while a poll was still running is skipp
 counted as missed, never made up in a burst. Each poller waits for its own meter only,
 so a slow meter cannot delay another.
 
+A fleet spreads its work: the service gives meter *i* a phase within the realtime interval
+and an energy offset of ``i mod (energy / realtime)`` realtime intervals
+(:func:`energy_offset`), so each realtime tick of the fleet carries its share of the
+energy reads (21 requests each) instead of every meter reading energies in the same
+second. The first poll reads every group (a full first state); failures, retries and
+wake-ups never move the grid, so the spread survives an outage of the whole fleet.
+
 The poller publishes through a :class:`Sink` (the service) without awaiting the broker:
 MQTT trouble never stalls polling, and the latest values are republished on reconnect.
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import time
@@ -125,6 +133,17 @@ class Slot:
         return missed
 
 
+def energy_offset(index: int, realtime: float, energy: float) -> float:
+    """Seconds from meter ``index``'s first realtime slot to its energy grid.
+
+    Whole realtime intervals, so energy reads ride on realtime ticks: ``index mod k``
+    with ``k`` realtime ticks per energy interval. Consecutive meters (which the service
+    also spreads over the realtime interval) land on consecutive ticks.
+    """
+    ticks = max(1, int(energy / realtime + 1e-9)) if realtime > 0 else 1
+    return (index % ticks) * realtime
+
+
 class Backoff:
     """Capped exponential delays with a little jitter (a fleet must not retry in step)."""
 
@@ -156,13 +175,25 @@ class MeterPoller:
     """Polls one meter forever; executes its commands; publishes through a sink."""
 
     def __init__(
-        self, config: PollerConfig, *, sink: Sink, data_dir: Path, phase: float = 0.0
+        self,
+        config: PollerConfig,
+        *,
+        sink: Sink,
+        data_dir: Path,
+        phase: float = 0.0,
+        energy_offset: float = 0.0,
     ) -> None:
-        """``phase`` (0..1) spreads a fleet's polls over the realtime interval."""
+        """A poller of one meter; nothing runs before :meth:`run`.
+
+        ``phase`` (0..1) spreads a fleet's polls over the realtime interval and
+        ``energy_offset`` (seconds, see :func:`energy_offset`) its energy reads over the
+        energy interval.
+        """
         self.config = config
         self.sink = sink
         self.data_dir = data_dir
         self.phase = phase
+        self.energy_offset = energy_offset
         self.stats = MeterStats()
         self.identity: MeterIdentity | None = None
         self.slug: str | None = topics.slugify(config.name) if config.name else None
@@ -178,6 +209,8 @@ class MeterPoller:
         self._commands = asyncio.Lock()
         self._slots: tuple[Slot, Slot] | None = None
         self._waker: asyncio.Future[None] | None = None
+        self._poll_now = False  # wake(): poll at once, off the grid
+        self._with_energy = True  # read the energy group with the next poll, due or not
 
     # -- the poll loop -------------------------------------------------------------------
 
@@ -187,28 +220,48 @@ class MeterPoller:
         loop = asyncio.get_running_loop()
         first = loop.time() + self.phase * cfg.realtime_interval
         realtime = Slot(cfg.realtime_interval, first)
-        energy = Slot(cfg.energy_interval, first)
+        energy = Slot(cfg.energy_interval, first + self.energy_offset)
         self._slots = (realtime, energy)
+        self._with_energy = True  # the first poll reads everything: a full first state
+        retry_at: float | None = None  # set while failing: the next attempt, off the grid
         async with MeterClient(cfg.host, cfg.port, cfg.unit, cfg.timeout) as client:
             self.client = client
             try:
                 while True:
-                    await self._sleep_until(min(realtime.due, energy.due))
+                    await self._sleep_until(self._next_poll(retry_at))
                     now = loop.time() + _EARLY
-                    rt_due, en_due = realtime.due <= now, energy.due <= now
+                    rt_slot, en_slot = realtime.due <= now, energy.due <= now
+                    rt_due = rt_slot or self._poll_now or retry_at is not None
+                    en_due = en_slot or self._with_energy
+                    if not (rt_due or en_due):
+                        continue  # woken early with nothing due
+                    self._poll_now = self._with_energy = False  # a wake-up from now on counts
                     try:
                         await self._poll(realtime=rt_due, energy=en_due)
                     except MeterError as err:
-                        delay = self._failed(err)
-                        realtime.due = energy.due = loop.time() + delay
+                        retry_at = loop.time() + self._failed(err)
+                        self._with_energy = True  # read everything once the meter is back
                         continue
                     now = loop.time()
-                    if rt_due:
-                        self.stats.polls_missed += realtime.advance(now)
-                    if en_due:
-                        self.stats.polls_missed += energy.advance(now)
+                    recovering, retry_at = retry_at is not None, None
+                    for slot, served in ((realtime, rt_slot), (energy, en_slot)):
+                        if recovering:
+                            if slot.due <= now:  # slots of the outage: failures, not misses
+                                slot.advance(now)
+                        elif served:
+                            self.stats.polls_missed += slot.advance(now)
             finally:
                 self.client = None
+
+    def _next_poll(self, retry_at: float | None) -> float:
+        """When to poll next (loop time): now after a wake-up, the retry, else the grid."""
+        if self._poll_now:
+            return -math.inf
+        if retry_at is not None:
+            return retry_at
+        assert self._slots is not None
+        realtime, energy = self._slots
+        return min(realtime.due, energy.due)
 
     async def _sleep_until(self, when: float) -> None:
         """Sleep until ``when`` (loop time) unless :meth:`wake` is called first."""
@@ -224,10 +277,12 @@ class MeterPoller:
             self._waker = None
 
     def wake(self, *, energy: bool = True) -> None:
-        """Poll now (the energy group too, e.g. after another meter's tariff broadcast)."""
-        if self._slots is not None:
-            loop = asyncio.get_running_loop()
-            self._slots[1 if energy else 0].due = loop.time()
+        """Poll now (the energy group too, e.g. after another meter's tariff broadcast).
+
+        An extra poll off the grid: the schedule's deadlines stay where they are.
+        """
+        self._poll_now = True
+        self._with_energy = self._with_energy or energy
         if self._waker is not None:
             _resolve(self._waker)
 

@@ -42,7 +42,7 @@ from bridge.entities import SENSORS
 from bridge.errors import ConfigError
 from bridge.models import MeterIdentity
 from bridge.mqtt import BrokerConnectionError, BrokerOptions, Incoming, MqttConnection
-from bridge.poller import Backoff, MeterPoller, PollerConfig, write_atomic
+from bridge.poller import Backoff, MeterPoller, PollerConfig, energy_offset, write_atomic
 
 _LOG = logging.getLogger("bridge.service")
 REGISTRY_FILE = "published.json"
@@ -169,7 +169,13 @@ class Bridge:
         self.registry = Registry(config.data_dir / REGISTRY_FILE)
         count = max(len(config.meters), 1)
         self.pollers = [
-            MeterPoller(meter, sink=self, data_dir=config.data_dir, phase=i / count)
+            MeterPoller(
+                meter,
+                sink=self,
+                data_dir=config.data_dir,
+                phase=i / count,
+                energy_offset=energy_offset(i, meter.realtime_interval, meter.energy_interval),
+            )
             for i, meter in enumerate(config.meters)
         ]
         self.connection: MqttConnection | None = None
