@@ -26,6 +26,8 @@ from bridge.errors import CountisError
 
 ONLINE = b"online"
 OFFLINE = b"offline"
+#: Longest wait of each step of a clean exit (the offline publish, then the disconnect).
+STOP_TIMEOUT_S = 2.0
 
 
 class BrokerConnectionError(CountisError):
@@ -169,23 +171,29 @@ class MqttConnection:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Say ``offline`` when leaving on purpose, then disconnect."""
+        """Say ``offline`` when leaving on purpose, then disconnect (each step bounded).
+
+        When ``offline`` is not acknowledged in time (a broker that stopped answering, or
+        the message still queued behind the QoS 1 in-flight window), no DISCONNECT is
+        sent: the will stays armed and the broker publishes it when the socket closes.
+        """
         client, self._client = self._client, None
         if client is None:
             return
+        # aiomqtt waits ``client.timeout`` for its disconnect: a stop must not hang there.
+        client.timeout = min(self.options.timeout, STOP_TIMEOUT_S)
         try:
             if exc_type is None or not issubclass(exc_type, BrokerConnectionError):
-                # Bounded: a stop must not hang on a broker that stopped answering.
                 await client.publish(
                     self.availability_topic,
                     OFFLINE,
                     qos=self.options.qos,
                     retain=True,
-                    timeout=min(self.options.timeout, 3.0),
+                    timeout=client.timeout,
                 )
             await client.__aexit__(exc_type, exc, tb)
         except aiomqtt.MqttError:
-            pass  # the connection is gone already: the broker publishes the will
+            pass  # the connection is gone or stuck: the broker publishes the will
 
     @property
     def tcp_nodelay(self) -> bool:

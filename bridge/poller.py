@@ -228,6 +228,7 @@ class MeterPoller:
             self.client = client
             try:
                 while True:
+                    _raise_if_cancelling()
                     await self._sleep_until(self._next_poll(retry_at))
                     now = loop.time() + _EARLY
                     rt_slot, en_slot = realtime.due <= now, energy.due <= now
@@ -500,6 +501,20 @@ class MeterPoller:
             write_atomic(path, self.partial.to_json())
         except OSError as err:
             _LOG.warning("%s: cannot save partial-meter state %s: %s", self.config.label, path, err)
+
+
+def _raise_if_cancelling() -> None:
+    """Stop a task that was asked to stop but whose cancellation a library swallowed.
+
+    Python 3.11's ``asyncio.wait_for`` (pymodbus and aiomqtt use it) returns the result
+    instead of raising when the cancellation arrives in the same loop iteration as the
+    answer. The task's cancellation request stays counted (``Task.cancelling``), so the
+    poll loop checks it: otherwise that meter would go on polling and the bridge would
+    never stop (seen at 1000 meters, where many answers and the stop meet).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -41,12 +41,21 @@ from bridge.discovery import (
 from bridge.entities import SENSORS
 from bridge.errors import ConfigError
 from bridge.models import MeterIdentity
-from bridge.mqtt import BrokerConnectionError, BrokerOptions, Incoming, MqttConnection
+from bridge.mqtt import (
+    STOP_TIMEOUT_S,
+    BrokerConnectionError,
+    BrokerOptions,
+    Incoming,
+    MqttConnection,
+)
 from bridge.poller import Backoff, MeterPoller, PollerConfig, energy_offset, write_atomic
 
 _LOG = logging.getLogger("bridge.service")
 REGISTRY_FILE = "published.json"
 REGISTRY_VERSION = 1
+# Stopping: tasks still running this long after being cancelled are cancelled again.
+STOP_GRACE_S = 1.0
+BROKER_STOP_GRACE_S = 2 * STOP_TIMEOUT_S + 1.0  # offline publish, then the disconnect
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,6 +168,28 @@ class BridgeConfig:
     broker_backoff_cap: float = 30.0
 
 
+def _keep_cancelling(tasks: Sequence[asyncio.Task[None]], every: float) -> None:
+    """Bound the stop: every ``every`` seconds, cancel again the tasks still running.
+
+    The task group cancels each task once. A library that swallows that cancellation
+    (Python 3.11's ``asyncio.wait_for`` does when the answer arrives in the same loop
+    iteration) would keep its task, and so the bridge, running forever.
+    """
+    asyncio.get_running_loop().call_later(every, _cancel_again, tasks, every)
+
+
+def _cancel_again(tasks: Sequence[asyncio.Task[None]], every: float) -> None:
+    pending = [task for task in tasks if not task.done()]
+    if not pending:
+        return
+    names = ", ".join(task.get_name() for task in pending[:3])
+    more = f" and {len(pending) - 3} more" if len(pending) > 3 else ""
+    _LOG.warning("stopping: %s%s still running; cancelling again", names, more)
+    for task in pending:
+        task.cancel()
+    _keep_cancelling(pending, every)
+
+
 class Bridge:
     """Supervises the broker session and every meter's poller."""
 
@@ -198,10 +229,19 @@ class Bridge:
             raise ConfigError(msg) from err
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._broker_loop(), name="mqtt broker")
-                group.create_task(self._save_registry_loop(), name="registry")
+                broker = group.create_task(self._broker_loop(), name="mqtt broker")
+                tasks = [group.create_task(self._save_registry_loop(), name="registry")]
                 for poller in self.pollers:
-                    group.create_task(poller.run(), name=f"meter {poller.config.label}")
+                    tasks.append(
+                        group.create_task(poller.run(), name=f"meter {poller.config.label}")
+                    )
+                try:
+                    await asyncio.Event().wait()  # until stopped (or a task failed)
+                except asyncio.CancelledError:
+                    _keep_cancelling(tasks, STOP_GRACE_S)
+                    # The broker task says "offline" and disconnects first (bounded).
+                    _keep_cancelling([broker], BROKER_STOP_GRACE_S)
+                    raise
         finally:
             self.registry.save()
             _LOG.info("stopped; totals: %s", self.totals())
