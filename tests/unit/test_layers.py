@@ -23,6 +23,7 @@ CORE = {
     "partial",
     "guard",
     "client",
+    "modbus_tcp",
 }
 HIGHER = {
     "mqtt",
