@@ -28,7 +28,8 @@ scripts/setup-ha-venv.sh
     custom_components/countis
 echo "==> client and emulator again with pymodbus $(.venv-ha/bin/python -c 'import pymodbus; print(pymodbus.__version__)')"
 .venv-ha/bin/python -m pytest -c tests/compat.ini tests/integration/test_client.py \
-    tests/integration/test_read_cli.py tests/integration/test_emulator_*.py
+    tests/integration/test_read_cli.py tests/integration/test_emulator_*.py \
+    tests/integration/test_modbus_tcp.py
 echo "==> custom integration (pytest-homeassistant-custom-component)"
 .venv-ha/bin/python -m pytest -c tests/components/pytest.ini tests/components -p no:sugar
 echo "==> end to end: real Home Assistant core + Mosquitto + bridge + emulated meter"
