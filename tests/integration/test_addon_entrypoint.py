@@ -16,9 +16,7 @@ import json
 import os
 import pwd
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,32 +31,13 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.integration.conftest import free_port, mosquitto_binary, port_open
+
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 USER = "addons"
 PASSWORD = secrets.token_urlsafe(12)
 TOKEN = secrets.token_hex(16)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((HOST, port)) == 0
-
-
-def mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
-    if found is None:
-        pytest.fail("mosquitto is not installed (apt-get install mosquitto)", pytrace=False)
-    return found
 
 
 def dockerfile_cmd() -> list[str]:
