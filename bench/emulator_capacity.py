@@ -91,6 +91,24 @@ class RawClient:
         self.writer.close()
 
 
+async def timed_read(client: RawClient, block: tuple[int, int], slot: float, stats: Stats) -> bool:
+    """One read due at ``slot``, counted while measuring; False if the connection failed."""
+    measuring = stats.measuring
+    t0 = time.monotonic()
+    if measuring:
+        stats.due += 1
+        stats.late += t0 - slot > 0.5
+    try:
+        await client.read(*block)
+    except (OSError, asyncio.IncompleteReadError, RuntimeError):
+        stats.errors += 1
+        return False
+    if measuring:
+        stats.done += 1
+        stats.latencies.append(time.monotonic() - t0)
+    return True
+
+
 async def scheduled(client: RawClient, stats: Stats, stop: float, energy_rate: float) -> None:
     """1 realtime read per second + ``energy_rate`` energy reads per second, on schedule."""
     slots = [(0.0, REALTIME)]
@@ -108,19 +126,8 @@ async def scheduled(client: RawClient, stats: Stats, stop: float, energy_rate: f
                 await asyncio.sleep(delay)
             block = fixed or ENERGY[energy_index % len(ENERGY)]
             energy_index += fixed is None
-            measuring = stats.measuring
-            t0 = time.monotonic()
-            if measuring:
-                stats.due += 1
-                stats.late += t0 - slot > 0.5
-            try:
-                await client.read(*block)
-            except (OSError, asyncio.IncompleteReadError, RuntimeError):
-                stats.errors += 1
+            if not await timed_read(client, block, slot, stats):
                 return
-            if measuring:
-                stats.done += 1
-                stats.latencies.append(time.monotonic() - t0)
         cycle += 1
 
 
@@ -141,19 +148,8 @@ async def bursts(client: RawClient, stats: Stats, stop: float, energy_rate: floa
             blocks += [ENERGY[(energy_index + k) % len(ENERGY)] for k in range(per_poll)]
             energy_index += per_poll
         for block in blocks:
-            measuring = stats.measuring
-            t0 = time.monotonic()
-            if measuring:
-                stats.due += 1
-                stats.late += t0 - slot > 0.5
-            try:
-                await client.read(*block)
-            except (OSError, asyncio.IncompleteReadError, RuntimeError):
-                stats.errors += 1
+            if not await timed_read(client, block, slot, stats):
                 return
-            if measuring:
-                stats.done += 1
-                stats.latencies.append(time.monotonic() - t0)
         cycle += 1
 
 
