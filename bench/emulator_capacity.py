@@ -171,7 +171,7 @@ async def saturating(client: RawClient, stats: Stats, stop: float) -> None:
 
 
 def start_emulator(meters: int, control: int, extra: list[str]) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "bridge", "--log-level", "WARNING", "emulate"]
+    cmd = [sys.executable, "-m", "countis_bridge", "--log-level", "WARNING", "emulate"]
     cmd += ["--meters", str(meters), "--port", "0", "--control-port", str(control)]
     return subprocess.Popen([*cmd, *extra])
 

@@ -32,9 +32,9 @@ import fleetstats as fs
 from procs import Children, cpu_sample, free_port_range, memory_mb, wait_port
 from rawmqtt import subscribe_loop
 
-from bridge.emulator import EmulatedMeter, ManualClock
-from bridge.emulator.cli import state_file_for
-from bridge.emulator.identity import DEFAULT_SERIAL, Serial
+from countis_bridge.emulator import EmulatedMeter, ManualClock
+from countis_bridge.emulator.cli import state_file_for
+from countis_bridge.emulator.identity import DEFAULT_SERIAL, Serial
 
 MAX_METERS = 5000
 MAX_DURATION = 600.0
@@ -220,7 +220,7 @@ class Fleet:
         """The emulated fleet: one process, ports first_port .. first_port + N - 1."""
         n = self.args.meters
         self.first_port = free_port_range(n, low=12000)
-        argv = [self.python, "-m", "bridge", "emulate", "--meters", str(n)]
+        argv = [self.python, "-m", "countis_bridge", "emulate", "--meters", str(n)]
         argv += ["--port", str(self.first_port), "--profile", "constant", "--seed", "1"]
         argv += ["--state-file", str(aged_state_files(self.workdir, n))]
         self.pids["emulator"] = self.children.start("emulator", argv)
@@ -235,7 +235,15 @@ class Fleet:
         conf = self.workdir / "bridge.yaml"
         cfg = bridge_config(self.args, self.mqtt_port, self.first_port, data)
         conf.write_text(json.dumps(cfg, indent=1))
-        argv = [self.python, "-m", "bridge", "run", "--config", str(conf), *self.args.bridge_arg]
+        argv = [
+            self.python,
+            "-m",
+            "countis_bridge",
+            "run",
+            "--config",
+            str(conf),
+            *self.args.bridge_arg,
+        ]
         self.pids["bridge"] = self.children.start("bridge", argv, env=_clean_env())
 
     async def wait_all_published(self) -> None:

@@ -6,9 +6,9 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 
-from bridge.entities import Group, keys_for_groups
-from bridge.plan import ReadRequest, plan_reads
-from bridge.values import registers_for
+from countis.catalogue import Group, keys_for_groups
+from countis.plan import ReadRequest, plan_reads
+from countis.values import registers_for
 
 _TIMESTAMP = re.compile(rb'"timestamp":\s*(-?[0-9.eE+-]+)')
 
@@ -31,7 +31,7 @@ def energy_counter(payload: bytes) -> bytes | None:
 def tick_plan(*, energy: bool) -> tuple[ReadRequest, ...]:
     """The FC3 requests of one bridge tick, every value key enabled.
 
-    Like ``bridge.poller``: a tick reads the realtime group, and on energy ticks both
+    Like ``countis_bridge.poller``: a tick reads the realtime group, and on energy ticks both
     groups in one call (one plan over all their registers).
     """
     groups = {Group.REALTIME, Group.ENERGY} if energy else {Group.REALTIME}

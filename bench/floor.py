@@ -6,7 +6,7 @@
 
 Against a running emulator (meter i on FIRST_PORT + i, unit 5) and broker, one asyncio
 loop polls every meter on the bridge's schedule with the bridge's read plan (same
-addresses and counts: ``bridge.plan`` over every value key of the group), framing MBAP by
+addresses and counts: ``countis.plan`` over every value key of the group), framing MBAP by
 hand over one long-lived stream per meter, unpacks the words with ``struct``, serialises
 a state of the same keys (``--sample``: a state JSON the bridge published) and publishes
 it retained with the bridge's QoS over one raw MQTT connection. Nothing else: no value
@@ -30,10 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from countis.catalogue import VALUE_KEYS
 from fleetstats import percentile, tick_plan
 from rawmqtt import PUBACK, PacketBuffer, open_mqtt, publish_header
-
-from bridge.entities import VALUE_KEYS
 
 try:  # the bridge serialises with orjson when its "fast" extra is installed: same here
     import orjson

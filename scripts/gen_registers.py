@@ -1,4 +1,4 @@
-"""Generate bridge/registers.py from docs/meter/registers.csv (Socomec's E2x tables).
+"""Generate lib/countis/registers.py from docs/meter/registers.csv (Socomec's E2x tables).
 
 Run after the CSV changes: ``python scripts/gen_registers.py``. A unit test checks
 that the generated table still matches the CSV.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CSV = ROOT / "docs" / "meter" / "registers.csv"
-OUT = ROOT / "bridge" / "registers.py"
+OUT = ROOT / "lib" / "countis" / "registers.py"
 
 HEADER = '''"""The COUNTIS E2x register table as data (generated from docs/meter/registers.csv).
 

@@ -7,10 +7,10 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers.storage import Store
 
-from bridge.client import MeterClient
-from bridge.errors import MeterError
-from bridge.models import MeterIdentity
-from bridge.partial import PartialMeter, PartialStateError
+from countis.client import MeterClient
+from countis.errors import MeterError
+from countis.models import MeterIdentity
+from countis.partial import PartialMeter, PartialStateError
 
 from . import const
 from .const import CONF_UNIT, DOMAIN, LOGGER, STORAGE_VERSION, storage_key

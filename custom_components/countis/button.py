@@ -9,8 +9,8 @@ from homeassistant.const import EntityCategory, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from bridge.entities import BUTTONS
-from bridge.models import PartialAction
+from countis.models import PartialAction
+from countis.presentation import BUTTONS
 
 from .const import CONF_COMMANDS
 from .coordinator import CountisConfigEntry, option

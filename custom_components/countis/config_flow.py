@@ -16,8 +16,8 @@ from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import callback
 from homeassistant.helpers import selector
 
-from bridge.client import MeterClient
-from bridge.errors import (
+from countis.client import MeterClient
+from countis.errors import (
     MeterConnectionError,
     MeterError,
     MeterTimeoutError,
@@ -25,7 +25,7 @@ from bridge.errors import (
     NotACountisError,
     ProtocolError,
 )
-from bridge.models import MeterIdentity
+from countis.models import MeterIdentity
 
 from . import const
 from .const import (

@@ -29,9 +29,9 @@ from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
-from bridge.client import MeterClient
-from bridge.entities import Group, keys_for_groups
-from bridge.errors import (
+from countis.catalogue import Group, keys_for_groups
+from countis.client import MeterClient
+from countis.errors import (
     CommandError,
     MeterConnectionError,
     MeterError,
@@ -39,9 +39,9 @@ from bridge.errors import (
     ModbusExceptionError,
     NotACountisError,
 )
-from bridge.guard import CounterGuard
-from bridge.models import MeterIdentity, MeterReading, PartialAction, ValueType
-from bridge.partial import PartialMeter
+from countis.guard import CounterGuard
+from countis.models import MeterIdentity, MeterReading, PartialAction, ValueType
+from countis.partial import PartialMeter
 
 from .const import (
     CONF_COMMANDS,

@@ -10,7 +10,7 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from bridge.topics import unique_id
+from countis.presentation import unique_id
 
 from .const import DOMAIN, MANUFACTURER
 from .coordinator import CountisCoordinator

@@ -8,7 +8,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from bridge.entities import TARIFF_SELECT
+from countis.presentation import TARIFF_SELECT
 
 from .const import CONF_COMMANDS, DOMAIN
 from .coordinator import CountisConfigEntry, option

@@ -1,4 +1,4 @@
-"""Sensors: one per value of the shared spec table (bridge.entities.SENSORS)."""
+"""Sensors: one per value of the shared spec table (countis.catalogue.SENSORS)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from bridge.entities import SENSORS, SensorSpec
-from bridge.models import ValueType
+from countis.models import ValueType
+from countis.presentation import SENSORS, SensorSpec
 
 from .coordinator import CountisConfigEntry
 from .entity import CountisEntity

@@ -15,7 +15,7 @@ from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from bridge.emulator import EmulatedMeter, EmulatorServer, ManualClock
+from countis_bridge.emulator import EmulatedMeter, EmulatorServer, ManualClock
 from custom_components.countis import const
 from custom_components.countis.config_flow import DEFAULT_OPTIONS
 from custom_components.countis.const import CONF_UNIT, DOMAIN

@@ -9,8 +9,9 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
-from bridge.entities import SensorSpec, WithResidual
-from bridge.registers import BY_NAME
+from countis.catalogue import WithResidual
+from countis.presentation import SensorSpec
+from countis.registers import BY_NAME
 from custom_components.countis.const import DOMAIN
 
 from .conftest import SERIAL

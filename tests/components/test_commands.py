@@ -13,8 +13,9 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from bridge.emulator import EmulatedMeter, ManualClock
-from bridge.entities import PARTIAL_COUNTER_KEYS, SENSOR_BY_KEY
+from countis.catalogue import PARTIAL_COUNTER_KEYS
+from countis.presentation import SENSOR_BY_KEY
+from countis_bridge.emulator import EmulatedMeter, ManualClock
 from custom_components.countis.config_flow import DEFAULT_OPTIONS
 from custom_components.countis.const import CONF_COMMANDS, DOMAIN
 

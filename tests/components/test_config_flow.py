@@ -18,7 +18,7 @@ from pymodbus.datastore import (
 from pymodbus.server import ModbusTcpServer
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from bridge.emulator import EmulatedMeter, EmulatorServer
+from countis_bridge.emulator import EmulatedMeter, EmulatorServer
 from custom_components.countis.const import (
     CONF_COMMANDS,
     CONF_ENERGY_INTERVAL,

@@ -12,7 +12,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from bridge.emulator import EmulatedMeter
+from countis_bridge.emulator import EmulatedMeter
 
 from .conftest import HOST, SERIAL
 

@@ -9,7 +9,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from bridge.entities import SENSORS
+from countis.presentation import SENSORS
 
 from .helpers import entity_id
 

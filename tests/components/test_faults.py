@@ -11,9 +11,10 @@ from homeassistant.const import EVENT_STATE_CHANGED, STATE_UNAVAILABLE
 from homeassistant.core import Event, HomeAssistant, callback
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from bridge.emulator import EmulatedMeter, ManualClock
-from bridge.entities import LIFETIME_COUNTER_KEYS, PARTIAL_COUNTER_KEYS, SENSORS
-from bridge.guard import BALANCE_KEYS
+from countis.catalogue import LIFETIME_COUNTER_KEYS, PARTIAL_COUNTER_KEYS
+from countis.guard import BALANCE_KEYS
+from countis.presentation import SENSORS
+from countis_bridge.emulator import EmulatedMeter, ManualClock
 from custom_components.countis.const import DOMAIN
 
 from .helpers import entity_id, number, poll, state_of

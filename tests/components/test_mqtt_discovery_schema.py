@@ -1,6 +1,6 @@
 """The bridge's MQTT discovery payloads against Home Assistant's own MQTT schemas.
 
-Pure: no broker. Every payload of ``bridge.discovery`` goes through the same steps Home
+Pure: no broker. Every payload of ``countis_bridge.discovery`` goes through the same steps Home
 Assistant's MQTT discovery applies (abbreviations, device schema, shared options, the
 platform's discovery schema) and the value templates are rendered by its template engine.
 """
@@ -22,9 +22,9 @@ from homeassistant.components.mqtt.schemas import DEVICE_DISCOVERY_SCHEMA
 from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers.template import Template
 
-from bridge.discovery import DiscoveryMeter, DiscoveryOptions, discovery_messages
-from bridge.entities import BUTTONS, SENSORS, TARIFF_SELECT
-from bridge.models import MeterIdentity
+from countis.models import MeterIdentity
+from countis.presentation import BUTTONS, SENSORS, TARIFF_SELECT
+from countis_bridge.discovery import DiscoveryMeter, DiscoveryOptions, discovery_messages
 
 IDENTITY = MeterIdentity(
     vendor="SOCO",

@@ -10,8 +10,8 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from bridge.emulator import EmulatedMeter
-from bridge.entities import SENSORS, SensorSpec
+from countis.presentation import SENSORS, SensorSpec
+from countis_bridge.emulator import EmulatedMeter
 from custom_components.countis.const import DOMAIN
 
 from .conftest import SERIAL

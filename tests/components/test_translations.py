@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bridge import SUPPORT_URL
-from bridge.entities import BUTTONS, SENSORS, TARIFF_SELECT
+from countis.presentation import BUTTONS, SENSORS, TARIFF_SELECT
+from countis_bridge import SUPPORT_URL
 from custom_components.countis.const import DOMAIN
 
 COMPONENT = Path(__file__).parents[2] / "custom_components" / DOMAIN

@@ -3,7 +3,7 @@
 Mosquitto on a free loopback port, a real Home Assistant core (``hass --skip-pip``, seeded
 configuration with recorder and energy, MQTT pointed at the broker), the emulated meter
 (``countis-bridge emulate`` with its control API) and the bridge, started through the
-add-on's entrypoint (``python -m bridge.addon`` with an ``options.json`` that names the
+add-on's entrypoint (``python -m countis_bridge.app`` with an ``options.json`` that names the
 broker), all as real processes. Run with the Home Assistant venv's Python::
 
     .venv-ha/bin/python -m pytest -c tests/e2e/pytest.ini tests/e2e
@@ -54,7 +54,7 @@ def bridge_python() -> str:
     """The interpreter that runs the bridge and the emulator (needs the daemon extra)."""
     python = os.environ.get("COUNTIS_E2E_BRIDGE_PYTHON") or str(ROOT / ".venv" / "bin" / "python")
     check = subprocess.run(
-        [python, "-c", "import aiomqtt, pydantic_settings, yaml, bridge.addon"],
+        [python, "-c", "import aiomqtt, pydantic_settings, yaml, countis_bridge.app"],
         capture_output=True,
         check=False,
         timeout=60,
@@ -111,7 +111,7 @@ class Stack:
 def emulator_process(python: str, workdir: Path, port: int, control_port: int) -> Process:
     """The emulated meter (same port, serial and state file on every start)."""
     command = [
-        python, "-m", "bridge", "emulate", "--host", HOST, "--port", str(port),
+        python, "-m", "countis_bridge", "emulate", "--host", HOST, "--port", str(port),
         "--control-port", str(control_port), "--serial", SERIAL, "--model", "E28",
         "--profile", "constant", "--speed", str(SPEED), "--seed", "1",
         "--state-file", str(workdir / "emulator-state.json"),
@@ -140,7 +140,7 @@ def bridge_process(python: str, workdir: Path, mqtt_port: int, meter_port: int) 
         "COUNTIS_ADDON_DATA": str(workdir / "addon-data"),
         "COUNTIS_ADDON_RUN_DIR": str(workdir / "addon-run"),
     }
-    return Process("bridge", [python, "-m", "bridge.addon"], workdir / "bridge.log", env)
+    return Process("bridge", [python, "-m", "countis_bridge.app"], workdir / "bridge.log", env)
 
 
 def _exited(process: Process) -> bool:

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 from conftest import ENERGY_INTERVAL, SPEED, Stack
+from countis.catalogue import Enumerated, WithResidual
+from countis.presentation import BUTTONS, SENSORS, TARIFF_SELECT, SensorSpec
+from countis.registers import BY_NAME
 from ha_harness import wait_until
 
-from bridge.discovery import DEVICE_CLASS_COMPAT
-from bridge.entities import BUTTONS, SENSORS, TARIFF_SELECT, Enumerated, SensorSpec, WithResidual
-from bridge.registers import BY_NAME
+from countis_bridge.discovery import DEVICE_CLASS_COMPAT
 
 ENERGY_UNITS = {"kWh", "kvarh", "kVAh"}
 # From the emulator's value to Home Assistant's state: one energy poll, the MQTT hops and

@@ -292,7 +292,7 @@ def new_serial() -> str:
 @pytest.fixture
 async def emulator() -> AsyncIterator[Callable[..., Any]]:
     """Start emulated meters: ``ports = await emulator(meter, ...)`` (one free port each)."""
-    from bridge.emulator import EmulatorServer  # noqa: PLC0415 - optional per test module
+    from countis_bridge.emulator import EmulatorServer  # noqa: PLC0415 - optional per test module
 
     async with contextlib.AsyncExitStack() as stack:
 
@@ -308,7 +308,7 @@ async def emulator() -> AsyncIterator[Callable[..., Any]]:
 @pytest.fixture
 def make_meter() -> Callable[..., Any]:
     """Build an EmulatedMeter with test defaults (constant load, unit 5, new serial)."""
-    from bridge.emulator import EmulatedMeter  # noqa: PLC0415
+    from countis_bridge.emulator import EmulatedMeter  # noqa: PLC0415
 
     def build(**kwargs: Any) -> Any:
         options: dict[str, Any] = {
@@ -375,9 +375,9 @@ class BridgeHarness:
     @contextlib.asynccontextmanager
     async def run(self, path: Path) -> AsyncIterator[Any]:
         """The bridge of configuration ``path``, running in this event loop."""
-        from bridge.daemon import bridge_config  # noqa: PLC0415
-        from bridge.service import Bridge  # noqa: PLC0415
-        from bridge.settings import load_settings  # noqa: PLC0415
+        from countis_bridge.daemon import bridge_config  # noqa: PLC0415
+        from countis_bridge.service import Bridge  # noqa: PLC0415
+        from countis_bridge.settings import load_settings  # noqa: PLC0415
 
         bridge = Bridge(bridge_config(load_settings(path)))
         task = asyncio.create_task(bridge.run(), name="bridge under test")
@@ -416,7 +416,7 @@ class BridgeHarness:
 def countis_bridge_command() -> list[str]:
     """How to run the ``countis-bridge`` script of this environment."""
     script = Path(sys.executable).with_name("countis-bridge")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bridge"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "countis_bridge"]
 
 
 @pytest.fixture

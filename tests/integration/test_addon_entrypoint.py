@@ -1,6 +1,6 @@
 """The add-on's real entrypoint, as the container runs it, against a stand-in Supervisor.
 
-The entrypoint (the Dockerfile's CMD: ``python -m bridge.addon``) runs as a subprocess with
+The entrypoint (the Dockerfile's CMD: ``python -m countis_bridge.app``) runs as a subprocess with
 an ``options.json`` (``emulate: true``: the add-on's own emulated meter is the meter), asks
 a stand-in for the Supervisor's ``/services/mqtt`` on loopback for the broker, and execs the
 bridge. The broker is a real Mosquitto that only accepts the credentials the stand-in hands

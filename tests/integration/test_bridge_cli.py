@@ -9,8 +9,7 @@ import subprocess
 import time
 
 import pytest
-
-from bridge.entities import VALUE_KEYS
+from countis.catalogue import VALUE_KEYS
 
 CONFIG_ERRORS = {
     "missing file": (None, "configuration file not found"),

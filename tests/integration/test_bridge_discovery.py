@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bridge.entities import BUTTONS, SENSORS, TARIFF_SELECT
+from countis.presentation import BUTTONS, SENSORS, TARIFF_SELECT
 
 BASE = "countis"
 ALL_KEYS = {s.key for s in SENSORS} | {b.key for b in BUTTONS} | {TARIFF_SELECT.key}

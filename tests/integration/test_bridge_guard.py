@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from bridge.entities import LIFETIME_COUNTER_KEYS, PARTIAL_COUNTER_KEYS
-from bridge.guard import BALANCE_KEYS
+from countis.catalogue import LIFETIME_COUNTER_KEYS, PARTIAL_COUNTER_KEYS
+from countis.guard import BALANCE_KEYS
 
 BASE = "countis"
 STATE = f"{BASE}/main/state"

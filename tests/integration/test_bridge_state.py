@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.entities import SENSOR_BY_KEY, VALUE_KEYS
+from countis.catalogue import VALUE_KEYS
+from countis.presentation import SENSOR_BY_KEY
 
 BASE = "countis"
 

@@ -13,19 +13,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-
-from bridge.client import MeterClient
-from bridge.emulator import EmulatedMeter, ManualClock, Profile
-from bridge.emulator.profiles import Sample
-from bridge.entities import SENSOR_BY_KEY, VALUE_KEYS, Enumerated, Scaled
-from bridge.errors import (
+from countis.catalogue import VALUE_BY_KEY, VALUE_KEYS, Enumerated, Scaled
+from countis.client import MeterClient
+from countis.errors import (
     MeterConnectionError,
     MeterTimeoutError,
     ModbusExceptionError,
     NotACountisError,
 )
-from bridge.models import ValueType
-from bridge.registers import BY_NAME
+from countis.models import ValueType
+from countis.registers import BY_NAME
+
+from countis_bridge.emulator import EmulatedMeter, ManualClock, Profile
+from countis_bridge.emulator.profiles import Sample
 
 HOST = "127.0.0.1"
 DAY = 86400.0
@@ -39,7 +39,7 @@ Start = Callable[..., Any]
 
 def resolution(key: str) -> float:
     """The value of one register count of ``key`` in its published unit."""
-    source = SENSOR_BY_KEY[key].source
+    source = VALUE_BY_KEY[key].source
     if isinstance(source, Enumerated):
         return 0.0
     if isinstance(source, Scaled):
@@ -244,7 +244,7 @@ async def test_drop_between_requests_reconnects(emulator: Start, make_meter: Sta
 
 
 async def test_server_gone_and_back(make_meter: Start) -> None:
-    from bridge.emulator import EmulatorServer  # noqa: PLC0415
+    from countis_bridge.emulator import EmulatorServer  # noqa: PLC0415
 
     meter = make_meter()
     async with EmulatorServer([meter], host=HOST, port=0) as server:
@@ -330,7 +330,7 @@ async def test_physics_through_a_day(
     emulator: Start, make_meter: Start, clock: ManualClock, profile: str
 ) -> None:
     meter = make_meter(profile=profile, clock=clock)
-    keys = [k for k in VALUE_KEYS if SENSOR_BY_KEY[k].unit in ("V", "A", "W", "var", "VA")
+    keys = [k for k in VALUE_KEYS if VALUE_BY_KEY[k].unit in ("V", "A", "W", "var", "VA")
             or k.startswith("power_factor")]  # fmt: skip
     async with await open_meter(emulator, meter) as client:
         signs = set()

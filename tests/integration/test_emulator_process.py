@@ -36,7 +36,7 @@ class Emulator:
     def __init__(self, tmp_path: Path, *args: str) -> None:
         self.control = free_port()
         self.log = tmp_path / f"emulate-{self.control}.log"
-        argv = [sys.executable, "-m", "bridge", "emulate", "--port", "0"]
+        argv = [sys.executable, "-m", "countis_bridge", "emulate", "--port", "0"]
         argv += ["--control-port", str(self.control), *args]
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
@@ -127,7 +127,7 @@ def test_process_serves_fleet_faults_and_saves_on_signal(tmp_path, sig):
 
 def test_process_refuses_bad_options(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "bridge", "emulate", "--serial", "xyz"],
+        [sys.executable, "-m", "countis_bridge", "emulate", "--serial", "xyz"],
         capture_output=True,
         text=True,
         timeout=30,

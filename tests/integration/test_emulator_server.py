@@ -9,12 +9,12 @@ import struct
 import time
 
 import pytest
+from countis.codec import decode
+from countis.registers import BLOCKS, BY_NAME
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
-from bridge.codec import decode
-from bridge.emulator import EmulatedMeter, EmulatorServer, ManualClock
-from bridge.registers import BLOCKS, BY_NAME
+from countis_bridge.emulator import EmulatedMeter, EmulatorServer, ManualClock
 
 HOST = "127.0.0.1"
 HOUR = 3600.0

@@ -1,4 +1,4 @@
-"""The lean FC3 read path (bridge.modbus_tcp) over real TCP on 127.0.0.1.
+"""The lean FC3 read path (countis.modbus_tcp) over real TCP on 127.0.0.1.
 
 Against the emulator for what a meter does (answers, exceptions, delays, drops), and
 against a scripted peer for what the emulator never does on the wire: answers split into
@@ -16,15 +16,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-
-from bridge.client import MeterClient
-from bridge.errors import (
+from countis.client import MeterClient
+from countis.errors import (
     MeterConnectionError,
     MeterTimeoutError,
     ModbusExceptionError,
     ProtocolError,
 )
-from bridge.modbus_tcp import ModbusTcpConnection
+from countis.modbus_tcp import ModbusTcpConnection
 
 HOST = "127.0.0.1"
 UNIT = 5

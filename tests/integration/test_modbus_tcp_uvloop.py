@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import uvloop
+from countis.catalogue import VALUE_KEYS
+from countis.client import MeterClient
+from countis.errors import MeterTimeoutError
 
-from bridge.client import MeterClient
-from bridge.emulator import EmulatorServer
-from bridge.entities import VALUE_KEYS
-from bridge.errors import MeterTimeoutError
+from countis_bridge.emulator import EmulatorServer
 from tests.integration import test_modbus_tcp as lean
 
 SCENARIOS: list[Callable[[], Awaitable[None]]] = [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.mqtt import BrokerConnectionError, BrokerOptions, MqttConnection, TlsOptions
+from countis_bridge.mqtt import BrokerConnectionError, BrokerOptions, MqttConnection, TlsOptions
 
 AVAILABILITY = "countis/bridge/availability"
 

@@ -12,9 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pymodbus.datastore as datastore
 import pytest
+from countis.catalogue import VALUE_KEYS
 from pymodbus.server import ModbusTcpServer
-
-from bridge.entities import VALUE_KEYS
 
 HOST = "127.0.0.1"
 IDENTITY_KEYS = {
@@ -46,7 +45,7 @@ async def run_cli(*args: str, within: float = 20.0) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bridge",
+        "countis_bridge",
         *args,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -61,7 +60,7 @@ def emulate_process() -> Iterator[int]:
     """``countis-bridge emulate`` in its own process on a free port."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "emulate", "--port", str(port), "--unit", "5",
+        [sys.executable, "-m", "countis_bridge", "emulate", "--port", str(port), "--unit", "5",
          "--model", "E28", "--serial", "21170A0100042", "--profile", "constant", "--seed", "1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bridge.addon import AddonOptions, parse_options
+from countis_bridge.app import AddonOptions, parse_options
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "addon"
@@ -365,22 +365,22 @@ def test_dockerfile_builds_the_package_from_the_repository(build: dict[str, Any]
 
     copies = [shlex.split(a) for k, a in steps if k == "COPY"]
     sources = {src for copy in copies for src in copy[:-1]}
-    assert {"pyproject.toml", "README.md", "bridge"} <= sources
+    assert {"pyproject.toml", "README.md", "lib", "countis_bridge"} <= sources
     runs = " ".join(a for k, a in steps if k == "RUN")
-    assert re.search(r"pip install \"?\.\[daemon\]\"?", runs), runs
+    assert "pip install ./lib ." in runs, runs
     # Installed at build time, checked at build time: no network when the add-on runs.
     assert kinds.index("RUN") > max(i for i, k in enumerate(kinds) if k == "COPY")
     ignore = (ADDON / "Dockerfile.dockerignore").read_text(encoding="utf-8").split()
     assert ignore[ignore.index("*") :][:1] == ["*"]
-    assert {"!pyproject.toml", "!README.md", "!bridge/"} <= set(ignore)
+    assert {"!pyproject.toml", "!README.md", "!lib/", "!countis_bridge/"} <= set(ignore)
 
 
 def test_dockerfile_starts_the_add_on_entrypoint() -> None:
     steps = dockerfile_instructions()
     assert not [a for k, a in steps if k == "ENTRYPOINT"], "the base image's /init stays PID 1"
     cmd = exec_form(next(a for k, a in steps if k == "CMD"))
-    # The same entrypoint the integration test runs: python -m bridge.addon
-    assert cmd == ["python3", "-m", "bridge.addon"]
+    # The same entrypoint the integration test runs: python -m countis_bridge.app
+    assert cmd == ["python3", "-m", "countis_bridge.app"]
     health = next(a for k, a in steps if k == "HEALTHCHECK")
     options, _, command = health.partition(" CMD ")
     assert "--start-period=" in options

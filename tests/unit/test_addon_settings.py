@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from countis.errors import ConfigError
 
-from bridge import addon
-from bridge.addon import (
+from countis_bridge import app as addon
+from countis_bridge.app import (
     EMULATED_METER_NAME,
     AddonMeter,
     AddonOptions,
@@ -21,8 +22,7 @@ from bridge.addon import (
     parse_options,
     write_settings,
 )
-from bridge.errors import ConfigError
-from bridge.settings import load_settings
+from countis_bridge.settings import load_settings
 
 SERVICE = {
     "result": "ok",
@@ -207,7 +207,7 @@ def test_prepare_with_an_mqtt_override(tmp_path: Path) -> None:
     command, child_env = addon.prepare(env)
     settings_file = tmp_path / "run" / addon.SETTINGS_FILE
     assert command == [
-        sys.executable, "-m", "bridge", "--log-level", "DEBUG",
+        sys.executable, "-m", "countis_bridge", "--log-level", "DEBUG",
         "run", "--config", str(settings_file),
     ]  # fmt: skip
     assert child_env == {"PATH": "/usr/bin"}  # our own variables never reach the bridge

@@ -7,17 +7,17 @@ import json
 import struct
 
 import pytest
+from countis import client, codec
+from countis.catalogue import VALUE_KEYS, Group, keys_for_groups
+from countis.errors import CommandError, ConfigError, NotACountisError
+from countis.models import MeterIdentity, MeterReading
+from countis.registers import BY_NAME
+from countis.values import registers_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 
-from bridge import client, codec
-from bridge.entities import VALUE_KEYS, Group, keys_for_groups
-from bridge.errors import CommandError, ConfigError, NotACountisError
-from bridge.models import MeterIdentity, MeterReading
-from bridge.readcmd import MENUS, menu_of, parse_target, render_json, render_table
-from bridge.registers import BY_NAME
-from bridge.values import registers_for
+from countis_bridge.readcmd import MENUS, menu_of, parse_target, render_json, render_table
 
 
 def ident_words(**fields: codec.Value) -> list[int]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from countis import codec
+from countis.catalogue import VALUE_BY_KEY
+from countis.errors import CodecError
+from countis.registers import BY_NAME, REGISTERS
+from countis.values import compute
 from hypothesis import given
 from hypothesis import strategies as st
-
-from bridge import codec
-from bridge.entities import SENSOR_BY_KEY
-from bridge.errors import CodecError
-from bridge.registers import BY_NAME, REGISTERS
-from bridge.values import compute
 
 RANGES = {
     "U8": (0, 0xFF),
@@ -89,7 +88,7 @@ def test_voltage_vector_from_the_table() -> None:
     assert reg.address == 0xC558
     raw = codec.decode(reg.dtype, [0x0000, 23145])
     assert raw == 23145
-    assert compute(SENSOR_BY_KEY["voltage_l1"], {reg.name: raw}) == 231.45
+    assert compute(VALUE_BY_KEY["voltage_l1"], {reg.name: raw}) == 231.45
 
 
 def test_soco_vector_from_the_table() -> None:
@@ -111,7 +110,7 @@ def test_negative_s32_power_vector() -> None:
     assert reg.dtype == "S32"
     raw = codec.decode("S32", [0xFFFF, 0xFF85])
     assert raw == -123
-    assert compute(SENSOR_BY_KEY["power"], {reg.name: raw}) == -1230
+    assert compute(VALUE_BY_KEY["power"], {reg.name: raw}) == -1230
     assert codec.encode("S32", -1) == [0xFFFF, 0xFFFF]
     assert codec.decode("S32", [0x8000, 0x0000]) == -0x8000_0000
 

@@ -6,10 +6,12 @@ import json
 from dataclasses import FrozenInstanceError
 
 import pytest
+from countis.errors import CountisError
+from countis.models import PartialAction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.commands import (
+from countis_bridge.commands import (
     COMMAND_NAMES,
     CommandParseError,
     CommandResponse,
@@ -20,8 +22,6 @@ from bridge.commands import (
     parse_command,
     parse_error_response,
 )
-from bridge.errors import CountisError
-from bridge.models import PartialAction
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from countis.catalogue import VALUE_KEYS
+from countis.models import MeterIdentity
+from countis.presentation import BUTTONS, SENSORS, TARIFF_SELECT
 
-from bridge import SUPPORT_URL, __version__
-from bridge.discovery import (
+from countis_bridge import SUPPORT_URL, __version__
+from countis_bridge.discovery import (
     DEVICE_CLASS_COMPAT,
     DiscoveryMeter,
     DiscoveryOptions,
@@ -25,8 +28,6 @@ from bridge.discovery import (
     entity_configs,
     removal_messages,
 )
-from bridge.entities import BUTTONS, SENSORS, TARIFF_SELECT, VALUE_KEYS
-from bridge.models import MeterIdentity
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 SERIAL = "21170A0100042"

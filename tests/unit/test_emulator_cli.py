@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from countis.errors import ConfigError
 
-from bridge.cli import build_parser
-from bridge.emulator import EmulatedMeter, ManualClock
-from bridge.emulator.cli import build_options, state_file_for
-from bridge.emulator.control import ControlServer, _HttpError
-from bridge.emulator.identity import Serial
-from bridge.errors import ConfigError
+from countis_bridge.cli import build_parser
+from countis_bridge.emulator import EmulatedMeter, ManualClock
+from countis_bridge.emulator.cli import build_options, state_file_for
+from countis_bridge.emulator.control import ControlServer, _HttpError
+from countis_bridge.emulator.identity import Serial
 
 
 def parse(*argv):

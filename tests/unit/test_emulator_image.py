@@ -6,11 +6,11 @@ import itertools
 import struct
 
 import pytest
+from countis.codec import decode, encode
+from countis.registers import BLOCKS, BY_NAME, REGISTERS
 
-from bridge.codec import decode, encode
-from bridge.emulator import ConstantProfile, EmulatedMeter, ManualClock
-from bridge.emulator.image import GETTERS, SORTED_BLOCKS, counter_key, locate, struct_code
-from bridge.registers import BLOCKS, BY_NAME, REGISTERS
+from countis_bridge.emulator import ConstantProfile, EmulatedMeter, ManualClock
+from countis_bridge.emulator.image import GETTERS, SORTED_BLOCKS, counter_key, locate, struct_code
 
 HOUR = 3600.0
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from countis.catalogue import VALUE_KEYS
+from countis.registers import BY_NAME
 
-from bridge.emulator import ConstantProfile, EmulatedMeter, ManualClock
-from bridge.emulator import energy as en
-from bridge.emulator.modbus import RESET_PARTIAL, RESET_PARTIAL_MASK, RESET_TARIFF_MASK, TARIFF
-from bridge.entities import VALUE_KEYS
-from bridge.registers import BY_NAME
+from countis_bridge.emulator import ConstantProfile, EmulatedMeter, ManualClock
+from countis_bridge.emulator import energy as en
+from countis_bridge.emulator.modbus import (
+    RESET_PARTIAL,
+    RESET_PARTIAL_MASK,
+    RESET_TARIFF_MASK,
+    TARIFF,
+)
 
 HOUR = 3600.0
 

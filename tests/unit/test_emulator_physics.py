@@ -6,16 +6,16 @@ import cmath
 import math
 
 import pytest
+from countis.errors import ConfigError
 
-from bridge.emulator.physics import PHASE_ANGLES, compute, power_factor
-from bridge.emulator.profiles import (
+from countis_bridge.emulator.physics import PHASE_ANGLES, compute, power_factor
+from countis_bridge.emulator.profiles import (
     MAX_CURRENT,
     PROFILE_NAMES,
     ConstantProfile,
     DailyProfile,
     make_profile,
 )
-from bridge.errors import ConfigError
 
 DAY = 86400.0
 

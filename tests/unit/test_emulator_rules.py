@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from countis.errors import ConfigError
 
-from bridge.emulator import EmulatedMeter, Faults, ManualClock
-from bridge.emulator.identity import Serial, check_model
-from bridge.emulator.modbus import (
+from countis_bridge.emulator import EmulatedMeter, Faults, ManualClock
+from countis_bridge.emulator.identity import Serial, check_model
+from countis_bridge.emulator.modbus import (
     RESET_PARTIAL,
     RESET_PARTIAL_MASK,
     RESET_TARIFF_MASK,
@@ -19,7 +20,6 @@ from bridge.emulator.modbus import (
     check_read,
     check_write,
 )
-from bridge.errors import ConfigError
 
 HOUR = 3600.0
 

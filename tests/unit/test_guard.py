@@ -5,11 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from bridge.entities import LIFETIME_COUNTER_KEYS, PARTIAL_COUNTER_KEYS, SENSOR_BY_KEY
-from bridge.guard import (
+from countis.catalogue import LIFETIME_COUNTER_KEYS, PARTIAL_COUNTER_KEYS, VALUE_BY_KEY
+from countis.guard import (
     BALANCE_KEYS,
     GUARDED_KEYS,
     MAX_POWER_W,
@@ -20,8 +17,10 @@ from bridge.guard import (
     Reason,
     resolution,
 )
-from bridge.models import ValueType
-from bridge.partial import PartialMeter
+from countis.models import ValueType
+from countis.partial import PartialMeter
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 IMP = "energy_import"  # lifetime, whole kWh + 0.1 Wh residual
 EXP_T1 = "energy_export_t1"  # lifetime, whole-kWh register
@@ -52,10 +51,10 @@ def test_key_sets() -> None:
 
 def test_limits() -> None:
     assert MAX_POWER_W == 69_120
-    assert resolution(SENSOR_BY_KEY[IMP]) == 0.01
-    assert resolution(SENSOR_BY_KEY[EXP_T1]) == 1.0
-    assert resolution(SENSOR_BY_KEY[PART]) == 0.01
-    assert resolution(SENSOR_BY_KEY[TIME]) == 0.01
+    assert resolution(VALUE_BY_KEY[IMP]) == 0.01
+    assert resolution(VALUE_BY_KEY[EXP_T1]) == 1.0
+    assert resolution(VALUE_BY_KEY[PART]) == 0.01
+    assert resolution(VALUE_BY_KEY[TIME]) == 0.01
     guard = CounterGuard()
     assert guard.allowance(IMP, 10) == pytest.approx(TEN_S)
     assert guard.allowance(EXP_T1, 10) == pytest.approx(TEN_S - 0.01 + 1.0)

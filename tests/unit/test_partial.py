@@ -7,11 +7,10 @@ import math
 from typing import Any
 
 import pytest
+from countis.catalogue import PARTIAL_COUNTER_KEYS
+from countis.partial import PartialMeter, PartialStateError
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from bridge.entities import PARTIAL_COUNTER_KEYS
-from bridge.partial import PartialMeter, PartialStateError
 
 IMP = "partial_energy_import"
 EXP = "partial_energy_export"

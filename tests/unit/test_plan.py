@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from countis.catalogue import VALUE_KEYS, Group, keys_for_groups
+from countis.plan import MAX_WORDS, ReadRequest, plan_reads
+from countis.registers import BLOCK_BY_NAME, REGISTERS, Register
+from countis.values import registers_for
 from hypothesis import given
 from hypothesis import strategies as st
-
-from bridge.entities import VALUE_KEYS, Group, keys_for_groups
-from bridge.plan import MAX_WORDS, ReadRequest, plan_reads
-from bridge.registers import BLOCK_BY_NAME, REGISTERS, Register
-from bridge.values import registers_for
 
 register_sets = st.sets(st.sampled_from(REGISTERS), max_size=len(REGISTERS))
 

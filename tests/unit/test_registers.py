@@ -7,11 +7,10 @@ import itertools
 from pathlib import Path
 
 import pytest
-
-from bridge import client, codec
-from bridge.entities import SENSORS
-from bridge.registers import BLOCK_BY_NAME, BLOCKS, BY_NAME, REGISTERS
-from bridge.values import source_registers
+from countis import client, codec
+from countis.catalogue import VALUES
+from countis.registers import BLOCK_BY_NAME, BLOCKS, BY_NAME, REGISTERS
+from countis.values import source_registers
 
 CSV_PATH = Path(__file__).resolve().parents[2] / "docs" / "meter" / "registers.csv"
 ROWS = list(csv.DictReader(CSV_PATH.open(encoding="utf-8")))
@@ -91,7 +90,7 @@ def test_fixed_size_types_have_the_codec_word_count() -> None:
 
 
 def _spec_register_names() -> set[str]:
-    return {reg.name for spec in SENSORS for reg in source_registers(spec.source)}
+    return {reg.name for spec in VALUES for reg in source_registers(spec.source)}
 
 
 @pytest.mark.parametrize("name", sorted(_spec_register_names()))

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bridge.discovery import DiscoveryOptions
-from bridge.mqtt import BrokerOptions
-from bridge.poller import PollerConfig, energy_offset
-from bridge.service import Bridge, BridgeConfig
+from countis_bridge.discovery import DiscoveryOptions
+from countis_bridge.mqtt import BrokerOptions
+from countis_bridge.poller import PollerConfig, energy_offset
+from countis_bridge.service import Bridge, BridgeConfig
 
 
 def test_energy_offsets_are_whole_realtime_ticks_spread_over_the_energy_interval():

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from countis.presentation import SENSORS
 
-from bridge import topics
-from bridge.entities import SENSORS
-from bridge.mqtt import dump_json
-from bridge.poller import Backoff, PollerConfig, Slot
-from bridge.service import Published, Registry, slug_topics, stale_topics
+from countis_bridge import topics
+from countis_bridge.mqtt import dump_json
+from countis_bridge.poller import Backoff, PollerConfig, Slot
+from countis_bridge.service import Published, Registry, slug_topics, stale_topics
 
 
 def test_slot_advances_by_whole_intervals_without_drift():

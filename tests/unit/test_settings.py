@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from countis.errors import ConfigError
 from pydantic import SecretStr, ValidationError
 
-from bridge.cli import build_parser
-from bridge.errors import ConfigError
-from bridge.settings import (
+from countis_bridge.cli import build_parser
+from countis_bridge.settings import (
     MeterSettings,
     MqttSettings,
     Settings,

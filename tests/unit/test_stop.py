@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from bridge import poller, service
+from countis_bridge import poller, service
 
 
 async def swallow_one_cancellation() -> None:
@@ -42,7 +42,7 @@ async def test_a_task_not_cancelled_is_left_alone():
 
 
 async def test_stragglers_are_cancelled_again_until_they_stop(caplog):
-    caplog.set_level(logging.WARNING, logger="bridge.service")
+    caplog.set_level(logging.WARNING, logger="countis_bridge.service")
 
     async def stubborn() -> None:
         await swallow_one_cancellation()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge import topics
+from countis_bridge import topics
 
 SLUG = re.compile(r"^([a-z0-9]+(_[a-z0-9]+)*)?$")
 

@@ -5,22 +5,21 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from bridge import codec
-from bridge.entities import (
-    SENSOR_BY_KEY,
-    SENSORS,
+from countis import codec
+from countis.catalogue import (
+    VALUE_BY_KEY,
     VALUE_KEYS,
+    VALUES,
     Enumerated,
     Scaled,
-    SensorSpec,
+    ValueSpec,
     WithResidual,
 )
-from bridge.errors import ProtocolError
-from bridge.registers import BY_NAME
-from bridge.values import OVERFLOW_VALUE, compute, compute_values, registers_for, source_registers
+from countis.errors import ProtocolError
+from countis.registers import BY_NAME
+from countis.values import OVERFLOW_VALUE, compute, compute_values, registers_for, source_registers
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 U32 = st.integers(0, 0xFFFF_FFFF)
 RESIDUAL = st.integers(0, 9999)  # 0.1 Wh steps below one kWh
@@ -30,7 +29,7 @@ WRAP = 100_000_000  # default overflow value: 1,000,000 kWh in 10 Wh units
 def raw_for(key: str, **values: int) -> dict[str, codec.Value]:
     """Decoded registers for ``key``: zeros, overflow value WRAP, then ``values``."""
     raw: dict[str, codec.Value] = {
-        reg.name: 0 for reg in source_registers(SENSOR_BY_KEY[key].source)
+        reg.name: 0 for reg in source_registers(VALUE_BY_KEY[key].source)
     }
     if OVERFLOW_VALUE in raw:
         raw[OVERFLOW_VALUE] = WRAP
@@ -40,13 +39,13 @@ def raw_for(key: str, **values: int) -> dict[str, codec.Value]:
 
 def test_residual_pair_vector() -> None:
     raw = raw_for("energy_import", sum_ea_plus=12345, sum_ea_plus_residual=6789)
-    assert compute(SENSOR_BY_KEY["energy_import"], raw) == 12345.6789
+    assert compute(VALUE_BY_KEY["energy_import"], raw) == 12345.6789
 
 
 @given(whole=U32, residual=RESIDUAL)
 def test_residual_pair_keeps_every_tenth_of_a_watt_hour(whole: int, residual: int) -> None:
     raw = raw_for("energy_import_l2", l2_ea_plus=whole, l2_ea_plus_residual=residual)
-    value = compute(SENSOR_BY_KEY["energy_import_l2"], raw)
+    value = compute(VALUE_BY_KEY["energy_import_l2"], raw)
     assert isinstance(value, float)
     assert round(value * 10_000) == whole * 10_000 + residual
 
@@ -58,7 +57,7 @@ def test_signed_balance_vector() -> None:
         net_active_energy_balance=0xFFFF_FFFE,
         net_active_energy_balance_residual=5000,
     )
-    assert compute(SENSOR_BY_KEY["energy_balance"], raw) == -1.5
+    assert compute(VALUE_BY_KEY["energy_balance"], raw) == -1.5
 
 
 @given(tenths_of_wh=st.integers(-(2**31) * 10_000, (2**31 - 1) * 10_000))
@@ -69,15 +68,15 @@ def test_signed_balance_round_trip(tenths_of_wh: int) -> None:
         net_reactive_energy_balance=codec.decode("U32", codec.encode("S32", whole)),
         net_reactive_energy_balance_residual=residual,
     )
-    value = compute(SENSOR_BY_KEY["reactive_energy_balance"], raw)
+    value = compute(VALUE_BY_KEY["reactive_energy_balance"], raw)
     assert round(float(value) * 10_000) == tenths_of_wh
 
 
 def test_balance_is_signed_but_import_is_not() -> None:
-    assert isinstance(SENSOR_BY_KEY["energy_balance"].source, WithResidual)
-    assert SENSOR_BY_KEY["energy_balance"].source.signed
+    assert isinstance(VALUE_BY_KEY["energy_balance"].source, WithResidual)
+    assert VALUE_BY_KEY["energy_balance"].source.signed
     raw = raw_for("energy_import", sum_ea_plus=0xFFFF_FFFE)
-    assert compute(SENSOR_BY_KEY["energy_import"], raw) == 0xFFFF_FFFE
+    assert compute(VALUE_BY_KEY["energy_import"], raw) == 0xFFFF_FFFE
 
 
 def test_overflow_wraps_are_added() -> None:
@@ -87,17 +86,17 @@ def test_overflow_wraps_are_added() -> None:
         sum_ea_plus_residual=3000,
         overflow_count_ea_plus=2,
     )
-    assert compute(SENSOR_BY_KEY["energy_import"], raw) == 2_000_012.3
+    assert compute(VALUE_BY_KEY["energy_import"], raw) == 2_000_012.3
     raw = raw_for("energy_import_t1", t1_ea_plus_10wh=5, overflow_count_ea_t1=1)
-    assert compute(SENSOR_BY_KEY["energy_import_t1"], raw) == 1_000_000.05
+    assert compute(VALUE_BY_KEY["energy_import_t1"], raw) == 1_000_000.05
 
 
 def test_a_wrap_never_looks_like_a_drop() -> None:
-    spec = SENSOR_BY_KEY["energy_import_t2"]
+    spec = VALUE_BY_KEY["energy_import_t2"]
     before = compute(spec, raw_for(spec.key, t2_ea_plus_10wh=WRAP - 1))
     after = compute(spec, raw_for(spec.key, t2_ea_plus_10wh=1, overflow_count_ea_t2=1))
     assert float(after) - float(before) == pytest.approx(0.02)
-    spec = SENSOR_BY_KEY["apparent_energy"]
+    spec = VALUE_BY_KEY["apparent_energy"]
     before = compute(spec, raw_for(spec.key, sum_eap=999_999, sum_eap_residual=9900))
     after = compute(spec, raw_for(spec.key, sum_eap_residual=100, overflow_count_eap=1))
     assert float(after) - float(before) == pytest.approx(0.02)
@@ -121,16 +120,16 @@ def test_counters_with_wrap_registers_read_the_overflow_block() -> None:
     ("code", "text"), [(0, "123"), (1, "132"), (2, "unknown"), (0xFFFF, "unknown")]
 )
 def test_phase_sequence_enumeration(code: int, text: str) -> None:
-    assert compute(SENSOR_BY_KEY["phase_sequence"], {"phase_sequence": code}) == text
+    assert compute(VALUE_BY_KEY["phase_sequence"], {"phase_sequence": code}) == text
 
 
-SCALED = [s for s in SENSORS if isinstance(s.source, Scaled)]
+SCALED = [s for s in VALUES if isinstance(s.source, Scaled)]
 
 
 @pytest.mark.parametrize("spec", SCALED, ids=lambda s: s.key)
 @settings(max_examples=25)
 @given(data=st.data())
-def test_scaled_values_keep_the_register_resolution(spec: SensorSpec, data: st.DataObject) -> None:
+def test_scaled_values_keep_the_register_resolution(spec: ValueSpec, data: st.DataObject) -> None:
     assert isinstance(spec.source, Scaled)
     reg = BY_NAME[spec.source.register]
     signed = reg.dtype in codec.SIGNED_TYPES
@@ -148,19 +147,19 @@ def test_scaled_values_keep_the_register_resolution(spec: SensorSpec, data: st.D
 
 
 def test_examples_of_published_resolution() -> None:
-    assert compute(SENSOR_BY_KEY["frequency"], {"frequency": 50012}) == 50.012
-    assert compute(SENSOR_BY_KEY["current_l1"], {"phase1_current": 12345}) == 12.345
-    assert compute(SENSOR_BY_KEY["power_factor_l3"], {"phase3_power_factor": -875}) == -0.875
-    assert compute(SENSOR_BY_KEY["power_l1"], {"phase1_active_power": 123}) == 1230
-    assert compute(SENSOR_BY_KEY["partial_energy_import"], {"partial_ea_plus_10wh": 7}) == 0.07
-    assert compute(SENSOR_BY_KEY["tariff"], {"tariff_in_progress_c800": 2}) == 2
+    assert compute(VALUE_BY_KEY["frequency"], {"frequency": 50012}) == 50.012
+    assert compute(VALUE_BY_KEY["current_l1"], {"phase1_current": 12345}) == 12.345
+    assert compute(VALUE_BY_KEY["power_factor_l3"], {"phase3_power_factor": -875}) == -0.875
+    assert compute(VALUE_BY_KEY["power_l1"], {"phase1_active_power": 123}) == 1230
+    assert compute(VALUE_BY_KEY["partial_energy_import"], {"partial_ea_plus_10wh": 7}) == 0.07
+    assert compute(VALUE_BY_KEY["tariff"], {"tariff_in_progress_c800": 2}) == 2
 
 
 def test_missing_or_bad_register_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError):
-        compute(SENSOR_BY_KEY["voltage_l1"], {})
+        compute(VALUE_BY_KEY["voltage_l1"], {})
     with pytest.raises(ProtocolError):
-        compute(SENSOR_BY_KEY["voltage_l1"], {"phase1_voltage": "SOCO"})
+        compute(VALUE_BY_KEY["voltage_l1"], {"phase1_voltage": "SOCO"})
 
 
 def test_registers_for_is_deduplicated_and_ordered() -> None:
@@ -173,5 +172,5 @@ def test_compute_values_gives_every_key() -> None:
     raw: dict[str, codec.Value] = {r.name: 0 for r in registers_for(VALUE_KEYS)}
     values = compute_values(VALUE_KEYS, raw)
     assert list(values) == list(VALUE_KEYS)
-    kinds = {type(s.source) for s in SENSORS}
+    kinds = {type(s.source) for s in VALUES}
     assert kinds == {Scaled, WithResidual, Enumerated}

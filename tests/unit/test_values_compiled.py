@@ -5,14 +5,13 @@ from __future__ import annotations
 import random
 
 import pytest
+from countis import codec
+from countis.catalogue import VALUE_BY_KEY, VALUE_KEYS, Group, keys_for_groups
+from countis.errors import ProtocolError
+from countis.registers import BY_NAME
+from countis.values import OVERFLOW_VALUE, compile_values, compute, compute_values, registers_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from bridge import codec
-from bridge.entities import SENSOR_BY_KEY, VALUE_KEYS, Group, keys_for_groups
-from bridge.errors import ProtocolError
-from bridge.registers import BY_NAME
-from bridge.values import OVERFLOW_VALUE, compile_values, compute, compute_values, registers_for
 
 ALL_REGISTERS = registers_for(VALUE_KEYS)
 
@@ -45,7 +44,7 @@ def test_every_key_is_identical_to_compute(raw: dict[str, int]) -> None:
     values = conversion([raw[name] for name in conversion.registers])
     assert list(values) == list(VALUE_KEYS)
     for key in VALUE_KEYS:
-        assert_identical(values[key], compute(SENSOR_BY_KEY[key], raw), key)
+        assert_identical(values[key], compute(VALUE_BY_KEY[key], raw), key)
 
 
 @settings(max_examples=100)
@@ -57,7 +56,7 @@ def test_any_register_order(raw: dict[str, int], seed: int) -> None:
     conversion = compile_values(keys, tuple(order))
     values = conversion([raw[name] for name in order])
     for key in keys:
-        assert_identical(values[key], compute(SENSOR_BY_KEY[key], raw), key)
+        assert_identical(values[key], compute(VALUE_BY_KEY[key], raw), key)
 
 
 def test_wrapped_and_signed_examples() -> None:

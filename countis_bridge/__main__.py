@@ -1,0 +1,7 @@
+"""``python -m bridge`` runs the CLI."""
+
+import sys
+
+from countis_bridge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,541 @@
+"""Home Assistant add-on entrypoint: add-on options + the Supervisor's MQTT service -> bridge.
+
+The Supervisor writes the user's options to ``/data/options.json`` and hands the container a
+token for its API; the Mosquitto add-on registers the broker's address and credentials as
+the ``mqtt`` service (``GET http://supervisor/services/mqtt``). :func:`main` turns both into
+the bridge's YAML settings, optionally starts an emulated meter, and replaces itself
+(``exec``) with ``countis-bridge run --config FILE`` so the bridge is the container's main
+process and gets the Supervisor's stop signal directly.
+
+``python -m countis_bridge.app health`` is the container's health check: healthy while the
+broker holds ``online`` on ``<base>/bridge/availability`` (the bridge's birth message; its
+last will says ``offline``).
+
+Paths and the Supervisor URL can be overridden by environment variables for tests:
+``COUNTIS_ADDON_OPTIONS`` (options file), ``COUNTIS_ADDON_DATA`` (persistent data
+directory), ``COUNTIS_ADDON_RUN_DIR`` (where the generated settings go) and
+``COUNTIS_SUPERVISOR_URL``. Only the standard library is used up to the ``exec``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from countis.errors import ConfigError, CountisError
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as paho
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    from countis_bridge.settings import Settings
+
+_LOGGER = logging.getLogger("countis_bridge.app")
+
+OPTIONS_ENV = "COUNTIS_ADDON_OPTIONS"
+DATA_ENV = "COUNTIS_ADDON_DATA"
+RUN_DIR_ENV = "COUNTIS_ADDON_RUN_DIR"
+SUPERVISOR_URL_ENV = "COUNTIS_SUPERVISOR_URL"
+#: Set by the Supervisor in every add-on container (the name of a variable, not a secret).
+TOKEN_ENV = "SUPERVISOR_TOKEN"  # noqa: S105
+#: Our own variables; removed before the exec so the bridge's COUNTIS_* settings never see them.
+ADDON_ENV = (OPTIONS_ENV, DATA_ENV, RUN_DIR_ENV, SUPERVISOR_URL_ENV)
+
+DEFAULT_OPTIONS = Path("/data/options.json")
+DEFAULT_DATA = Path("/data")
+# /run is private to the container and not part of backups: the generated settings hold
+# the broker password, which the Supervisor hands out afresh at every start anyway.
+DEFAULT_RUN_DIR = Path("/run/countis-bridge")
+DEFAULT_SUPERVISOR_URL = "http://supervisor"
+
+SETTINGS_FILE = "countis-bridge.yaml"
+EMULATED_METER_NAME = "Emulated meter"
+# Pinned here, not left to the emulator's default: the serial is the device's identity in
+# Home Assistant, so it must not change with an update of the add-on.
+EMULATED_METER_SERIAL = "21170A0100001"
+EMULATOR_STATE_FILE = "emulator-state.json"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddonMeter:
+    """One meter of the add-on's ``meters`` option."""
+
+    name: str
+    host: str
+    port: int = 502
+    unit: int = 5
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Broker:
+    """Where the bridge finds its MQTT broker."""
+
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddonOptions:
+    """The add-on options (``config.yaml`` ``options``/``schema``), parsed."""
+
+    meters: tuple[AddonMeter, ...] = ()
+    realtime_interval: float = 2.0
+    energy_interval: float = 10.0
+    discovery_prefix: str = "homeassistant"
+    base_topic: str = "countis"
+    discovery_mode: str = "device"
+    per_value_topics: bool = False
+    mqtt_override: Broker | None = None
+    log_level: str = "info"
+    emulate: bool = False
+
+
+# --- pure: options and Supervisor answers -> settings -------------------------------------
+
+
+def _typed(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    value = raw.get(key, default)
+    # bool is an int: never accept true/false where a number is meant.
+    if isinstance(value, bool) and kind is not bool:
+        value = None
+    if value is None or not isinstance(value, kind):
+        raise ConfigError(f"add-on option {key}: expected {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _text_or_none(raw: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = raw.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(f"add-on option {where}.{key}: expected text, got {value!r}")
+    return str(value)
+
+
+def _meter(raw: object, index: int) -> AddonMeter:
+    where = f"meters[{index}]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"add-on option {where}: expected a mapping, got {raw!r}")
+    name = _text_or_none(raw, "name", where)
+    host = _text_or_none(raw, "host", where)
+    if name is None or host is None:
+        missing = "name" if name is None else "host"
+        raise ConfigError(f"add-on option {where}.{missing}: required")
+    port = raw.get("port")
+    unit = raw.get("unit")
+    read_only = raw.get("read_only")
+    return AddonMeter(
+        name=name.strip(),
+        host=host.strip(),
+        port=502 if port is None else _typed(raw, "port", int, None),
+        unit=5 if unit is None else _typed(raw, "unit", int, None),
+        read_only=False if read_only is None else _typed(raw, "read_only", bool, None),
+    )
+
+
+def _override(raw: object) -> Broker | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"add-on option mqtt: expected a mapping, got {raw!r}")
+    host = _text_or_none(raw, "host", "mqtt")
+    if host is None:
+        return None  # empty override: use the Supervisor's broker
+    port = raw.get("port")
+    return Broker(
+        host=host,
+        port=1883 if port is None else _typed(raw, "port", int, None),
+        username=_text_or_none(raw, "username", "mqtt"),
+        password=_text_or_none(raw, "password", "mqtt"),
+    )
+
+
+def parse_options(raw: Mapping[str, Any]) -> AddonOptions:
+    """The add-on options from ``options.json`` (missing keys take the add-on defaults)."""
+    defaults = AddonOptions()
+    meters = raw.get("meters") or []
+    if not isinstance(meters, list):
+        raise ConfigError(f"add-on option meters: expected a list, got {meters!r}")
+    log_level = str(raw.get("log_level", defaults.log_level)).lower()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"add-on option log_level: expected one of {LOG_LEVELS}")
+    number = (int, float)
+    return AddonOptions(
+        meters=tuple(_meter(m, i) for i, m in enumerate(meters)),
+        realtime_interval=float(
+            _typed(raw, "realtime_interval", number, defaults.realtime_interval)
+        ),
+        energy_interval=float(_typed(raw, "energy_interval", number, defaults.energy_interval)),
+        discovery_prefix=_typed(raw, "discovery_prefix", str, defaults.discovery_prefix),
+        base_topic=_typed(raw, "base_topic", str, defaults.base_topic),
+        discovery_mode=_typed(raw, "discovery_mode", str, defaults.discovery_mode),
+        per_value_topics=_typed(raw, "per_value_topics", bool, defaults.per_value_topics),
+        mqtt_override=_override(raw.get("mqtt")),
+        log_level=log_level,
+        emulate=_typed(raw, "emulate", bool, defaults.emulate),
+    )
+
+
+def parse_mqtt_service(payload: object) -> Broker:
+    """The broker from the Supervisor's ``GET /services/mqtt`` answer.
+
+    The answer is ``{"result": "ok", "data": {"host", "port", "ssl", "protocol",
+    "username", "password", "addon"}}``; errors are ``{"result": "error", "message"}``.
+    """
+    if not isinstance(payload, Mapping):
+        raise ConfigError("Supervisor MQTT service: the answer is not a JSON object")
+    if payload.get("result") != "ok":
+        reason = payload.get("message") or "no MQTT service"
+        raise ConfigError(f"Supervisor MQTT service: {reason}")
+    data = payload.get("data")
+    if not isinstance(data, Mapping) or not data.get("host"):
+        raise ConfigError("Supervisor MQTT service: no broker host in the answer")
+    port = data.get("port", 1883)
+    if isinstance(port, bool) or not isinstance(port, int | str) or not str(port).isdigit():
+        raise ConfigError(f"Supervisor MQTT service: bad port {port!r}")
+    return Broker(
+        host=str(data["host"]),
+        port=int(port),
+        username=str(data["username"]) if data.get("username") else None,
+        password=str(data["password"]) if data.get("password") else None,
+        tls=bool(data.get("ssl", False)),
+    )
+
+
+def build_settings(
+    options: AddonOptions,
+    broker: Broker,
+    *,
+    data_dir: Path,
+    emulator_port: int | None = None,
+) -> dict[str, Any]:
+    """The bridge's settings (the YAML file's content) for these options and broker."""
+    meters = list(options.meters)
+    if emulator_port is not None:
+        if any(m.name.casefold() == EMULATED_METER_NAME.casefold() for m in meters):
+            raise ConfigError(
+                f"add-on option meters: {EMULATED_METER_NAME!r} is the emulated meter's name"
+            )
+        meters.append(AddonMeter(name=EMULATED_METER_NAME, host="127.0.0.1", port=emulator_port))
+    if not meters:
+        raise ConfigError(
+            "no meters: add a meter to the add-on's meters option, or turn on emulate"
+        )
+    mqtt: dict[str, Any] = {
+        "host": broker.host,
+        "port": broker.port,
+        "username": broker.username,
+        "password": broker.password,
+        "client_id": "countis-bridge-addon",
+        "base_topic": options.base_topic,
+        "discovery_prefix": options.discovery_prefix,
+        "discovery_mode": options.discovery_mode,
+        "per_value_topics": options.per_value_topics,
+    }
+    if broker.tls:
+        mqtt["tls"] = {"enabled": True}
+    return {
+        "mqtt": mqtt,
+        "meters": [
+            {
+                "name": m.name,
+                "host": m.host,
+                "port": m.port,
+                "unit": m.unit,
+                "read_only": m.read_only,
+                "realtime_interval": options.realtime_interval,
+                "energy_interval": options.energy_interval,
+            }
+            for m in meters
+        ],
+        "data_dir": str(data_dir / "countis-bridge"),
+        "log_level": options.log_level.upper(),
+    }
+
+
+# --- I/O -----------------------------------------------------------------------------------
+
+
+def read_options(path: Path) -> AddonOptions:
+    """Parse the options file the Supervisor wrote."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"add-on options not found: {path}") from None
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read add-on options {path}: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"add-on options {path}: expected a JSON object")
+    return parse_options(raw)
+
+
+def fetch_mqtt_service(
+    base_url: str, token: str, *, attempts: int = 6, delay: float = 5.0, timeout: float = 10.0
+) -> Broker:
+    """Ask the Supervisor for the MQTT service; retries while the broker add-on starts."""
+    request = urllib.request.Request(  # noqa: S310 - the Supervisor's URL (http by design)
+        f"{base_url.rstrip('/')}/services/mqtt",
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+    )
+    problem = "no answer"
+    for attempt in range(1, attempts + 1):
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                return parse_mqtt_service(json.loads(response.read()))
+        except urllib.error.HTTPError as err:
+            if err.code in (401, 403):
+                raise ConfigError(
+                    f"Supervisor refused the MQTT service request (HTTP {err.code})"
+                ) from err
+            # 400 = no MQTT service yet (the broker add-on is not running) or a Supervisor
+            # hiccup: both can pass while Home Assistant boots.
+            problem = _error_message(err)
+        except (urllib.error.URLError, OSError, ValueError, ConfigError) as err:
+            problem = str(getattr(err, "reason", err))
+        if attempt < attempts:
+            _LOGGER.warning(
+                "MQTT service not available yet (%s), retrying in %.0f s", problem, delay
+            )
+            time.sleep(delay)
+    raise ConfigError(
+        f"no MQTT broker from the Supervisor ({problem}): install and start the Mosquitto"
+        " broker add-on, or set the add-on's mqtt option"
+    )
+
+
+def _error_message(err: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(err.read())
+    except (OSError, ValueError):
+        body = None
+    message = body.get("message") if isinstance(body, dict) else None
+    return f"HTTP {err.code}" + (f": {message}" if message else "")
+
+
+def resolve_broker(options: AddonOptions, env: Mapping[str, str]) -> Broker:
+    """The override from the options, else the Supervisor's MQTT service."""
+    if options.mqtt_override is not None:
+        _LOGGER.info("using the MQTT broker of the add-on options: %s", options.mqtt_override.host)
+        return options.mqtt_override
+    token = env.get(TOKEN_ENV)
+    if not token:
+        raise ConfigError(
+            f"{TOKEN_ENV} is not set (not running as a Home Assistant add-on?):"
+            " set the add-on's mqtt option to name a broker"
+        )
+    broker = fetch_mqtt_service(env.get(SUPERVISOR_URL_ENV, DEFAULT_SUPERVISOR_URL), token)
+    _LOGGER.info("using the MQTT broker of the Supervisor: %s:%s", broker.host, broker.port)
+    return broker
+
+
+def write_settings(settings: Mapping[str, Any], run_dir: Path) -> Path:
+    """Write the settings for the bridge (JSON is YAML), readable by us only."""
+    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = run_dir / SETTINGS_FILE
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(settings, out, indent=2)
+        out.write("\n")
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: get SIGTERM when the parent dies, so the emulator never outlives the bridge.
+
+    The parent keeps its PID across our exec, so the exec itself does not count.
+    """
+    try:
+        import ctypes  # noqa: PLC0415
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig, sigterm = 1, 15
+        libc.prctl(pr_set_pdeathsig, sigterm)
+    except (OSError, AttributeError):
+        pass
+
+
+def start_emulator(
+    port: int, state_file: Path, log_level: str, *, wait: float = 20.0
+) -> subprocess.Popen[bytes]:
+    """Start an emulated COUNTIS E28 on 127.0.0.1:``port`` and wait until it listens."""
+    command = [
+        sys.executable, "-m", "countis_bridge", "--log-level", log_level.upper(), "emulate",
+        "--host", "127.0.0.1", "--port", str(port), "--state-file", str(state_file),
+        "--serial", EMULATED_METER_SERIAL, "--model", "E28",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, preexec_fn=_die_with_parent)  # noqa: S603, PLW1509
+    deadline = time.monotonic() + wait
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                _LOGGER.info("emulated meter listening on 127.0.0.1:%d", port)
+                return process
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise CountisError(f"the emulated meter did not start on port {port}")
+        time.sleep(0.1)
+
+
+def bridge_command(settings_file: Path, log_level: str) -> list[str]:
+    """The command line the add-on execs: the bridge daemon with the generated settings."""
+    return [
+        sys.executable, "-m", "countis_bridge", "--log-level", log_level.upper(),
+        "run", "--config", str(settings_file),
+    ]  # fmt: skip
+
+
+def prepare(env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """Everything before the exec: the bridge's command line and environment."""
+    options = read_options(Path(env.get(OPTIONS_ENV, DEFAULT_OPTIONS)))
+    data_dir = Path(env.get(DATA_ENV, DEFAULT_DATA))
+    run_dir = Path(env.get(RUN_DIR_ENV, DEFAULT_RUN_DIR))
+    broker = resolve_broker(options, env)
+    emulator_port = free_port() if options.emulate else None
+    settings = build_settings(options, broker, data_dir=data_dir, emulator_port=emulator_port)
+    settings_file = write_settings(settings, run_dir)
+    if emulator_port is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        start_emulator(emulator_port, data_dir / EMULATOR_STATE_FILE, options.log_level)
+    child_env = {k: v for k, v in env.items() if k not in ADDON_ENV}
+    return bridge_command(settings_file, options.log_level), child_env
+
+
+def run(env: Mapping[str, str]) -> NoReturn:
+    """Prepare, then become the bridge (``exec``: same PID, signals go straight to it)."""
+    command, child_env = prepare(env)
+    _LOGGER.info("starting the bridge: %s", " ".join(command[1:]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, child_env)  # noqa: S606
+
+
+# --- health check ----------------------------------------------------------------------------
+
+
+def health(env: Mapping[str, str], *, timeout: float = 10.0) -> int:
+    """0 when the broker holds ``online`` for the bridge, else 1 (Docker HEALTHCHECK)."""
+    from countis_bridge.settings import load_settings  # noqa: PLC0415 - needs the daemon extra
+
+    settings_file = Path(env.get(RUN_DIR_ENV, DEFAULT_RUN_DIR)) / SETTINGS_FILE
+    settings = load_settings(settings_file)
+    topic = f"{settings.mqtt.base_topic}/bridge/availability"
+    state = read_retained(settings, topic, timeout=timeout)
+    if state == b"online":
+        return 0
+    print(f"unhealthy: {topic} is {state!r}", file=sys.stderr)
+    return 1
+
+
+def read_retained(settings: Settings, topic: str, *, timeout: float) -> bytes | None:
+    """The retained payload of ``topic`` (``None`` if none arrives within ``timeout``).
+
+    A plain paho subscriber: the bridge's MqttConnection would announce itself on a topic,
+    which a probe must not do.
+    """
+    import threading  # noqa: PLC0415
+
+    import paho.mqtt.client as paho  # noqa: PLC0415
+    from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+
+    got: list[bytes] = []
+    done = threading.Event()
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    mqtt = settings.mqtt
+    if mqtt.username:
+        password = mqtt.password.get_secret_value() if mqtt.password else None
+        client.username_pw_set(mqtt.username, password)
+    if mqtt.tls.enabled:
+        client.tls_set(ca_certs=str(mqtt.tls.ca_file) if mqtt.tls.ca_file else None)
+        client.tls_insecure_set(mqtt.tls.insecure)
+
+    def on_connect(
+        c: paho.Client, _u: object, _f: object, rc: ReasonCode, _p: Properties | None
+    ) -> None:
+        if not rc.is_failure:
+            c.subscribe(topic, qos=0)
+        else:
+            done.set()
+
+    def on_message(_c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
+        if message.retain:
+            got.append(bytes(message.payload))
+        done.set()
+
+    client.on_connect = on_connect
+    client.on_message = on_message
+    try:
+        client.connect(mqtt.host, mqtt.port, keepalive=30)
+    except OSError as err:
+        print(f"unhealthy: MQTT broker {mqtt.host}:{mqtt.port}: {err}", file=sys.stderr)
+        return None
+    client.loop_start()
+    try:
+        done.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return got[0] if got else None
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m countis_bridge.app`` (start the bridge) or ``... health`` (health check)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    command = args[0] if args else "run"
+    if command == "health":
+        # Docker reads any exit status but 0 as unhealthy (and reserves 2): never raise.
+        try:
+            return health(os.environ)
+        except Exception as err:  # a health check reports problems, it never crashes
+            print(f"unhealthy: {err}", file=sys.stderr)
+            return 1
+    try:
+        if command == "run":
+            run(os.environ)
+    except CountisError as err:
+        print(f"countis-bridge add-on: error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, ConfigError) else 1
+    print(f"usage: python -m countis_bridge.app [run|health] (got {command!r})", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The state file: the counters the real meter keeps in FRAM, as JSON.
+
+Written atomically (temporary file in the same directory, fsync, rename) so a crash
+leaves either the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from countis.errors import ConfigError
+
+FORMAT = 1
+
+
+def write_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` atomically."""
+    text = json.dumps(data, indent=1, sort_keys=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """The saved state, or None when the file does not exist yet."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        msg = f"state file {path}: {err.strerror}"
+        raise ConfigError(msg) from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        msg = f"state file {path} is not valid JSON ({err.msg} at line {err.lineno})"
+        raise ConfigError(msg) from err
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        msg = f"state file {path} is not a countis-bridge emulator state (format {FORMAT})"
+        raise ConfigError(msg)
+    return data

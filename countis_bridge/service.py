@@ -1,0 +1,430 @@
+"""The bridge supervisor: one TaskGroup with the broker session and one poller per meter.
+
+- The broker task connects (LWT + birth), subscribes to the command topics and Home
+  Assistant's status, clears meters removed from the configuration, republishes discovery
+  and the last states, then dispatches incoming messages; when the connection drops it
+  reconnects with capped backoff and does it all again.
+- Each meter's :class:`~countis_bridge.poller.MeterPoller` polls forever on its own schedule and
+  publishes through :meth:`Bridge.publish`, which never waits for the broker.
+- ``<data_dir>/published.json`` remembers which meters were announced (serial, slug, topic
+  layout) so that a meter removed from the configuration, a serial that changed or a
+  discovery mode that changed can have its retained messages cleared.
+
+Logging: one line per state change of the broker or of a meter, never one per poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from countis.errors import ConfigError
+from countis.models import MeterIdentity
+from countis.presentation import SENSORS
+
+from countis_bridge import topics
+from countis_bridge.commands import (
+    CommandParseError,
+    TariffCommand,
+    error_response,
+    parse_command,
+    parse_error_response,
+)
+from countis_bridge.discovery import (
+    DiscoveryMeter,
+    DiscoveryOptions,
+    command_platforms,
+    discovery_messages,
+    removal_messages,
+)
+from countis_bridge.mqtt import (
+    STOP_TIMEOUT_S,
+    BrokerConnectionError,
+    BrokerOptions,
+    Incoming,
+    MqttConnection,
+)
+from countis_bridge.poller import Backoff, MeterPoller, PollerConfig, energy_offset, write_atomic
+
+_LOG = logging.getLogger("countis_bridge.service")
+REGISTRY_FILE = "published.json"
+REGISTRY_VERSION = 1
+# Stopping: tasks still running this long after being cancelled are cancelled again.
+STOP_GRACE_S = 1.0
+BROKER_STOP_GRACE_S = 2 * STOP_TIMEOUT_S + 1.0  # offline publish, then the disconnect
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Published:
+    """What was announced for one configured meter (an entry of the registry file)."""
+
+    serial: str
+    slug: str
+    base_topic: str
+    discovery_prefix: str
+    mode: Literal["device", "entity"]
+    per_value: bool
+
+    def options(self) -> DiscoveryOptions:
+        """The topic layout this entry was published with."""
+        return DiscoveryOptions(
+            base_topic=self.base_topic, discovery_prefix=self.discovery_prefix, mode=self.mode
+        )
+
+
+def stale_topics(old: Published, new: Published | None) -> list[str]:
+    """Retained topics of ``old`` that ``new`` does not overwrite (``None`` = meter gone)."""
+    opts = old.options()
+    if new is None:
+        return [topic for topic, _ in removal_messages(old.serial, old.slug, opts)]
+    out: list[str] = []
+    same_place = old.serial == new.serial and old.discovery_prefix == new.discovery_prefix
+    if not same_place:
+        out += [t for t, _ in removal_messages(old.serial, None, opts)]
+    elif old.mode != new.mode:
+        if old.mode == "device":
+            out.append(topics.device_discovery(old.discovery_prefix, old.serial))
+        else:
+            keys = [*(s.key for s in SENSORS), *command_platforms()]
+            out += [t for t, _ in removal_messages(old.serial, None, opts, keys=keys)]
+    if old.slug != new.slug or old.base_topic != new.base_topic:
+        out += slug_topics(old.base_topic, old.slug)
+    elif old.per_value and not new.per_value:
+        out += [topics.value(old.base_topic, old.slug, s.key) for s in SENSORS]
+    return out
+
+
+def slug_topics(base: str, slug: str) -> list[str]:
+    """The retained topics under one meter slug: state, availability, per-value topics."""
+    out = [topics.state(base, slug), topics.meter_availability(base, slug)]
+    return out + [topics.value(base, slug, s.key) for s in SENSORS]
+
+
+class Registry:
+    """The published-meters file in the data directory (written when it changed)."""
+
+    def __init__(self, path: Path) -> None:
+        """Load ``path`` if it exists (a damaged file is ignored with a warning)."""
+        self.path = path
+        self.entries: dict[str, Published] = {}
+        self.dirty = False
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("version") == REGISTRY_VERSION:
+                self.entries = {k: Published(**v) for k, v in data["meters"].items()}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+            _LOG.warning("ignoring %s: %s", path, err)
+
+    def set(self, key: str, entry: Published | None) -> Published | None:
+        """Record (or forget) a meter; returns the previous entry."""
+        old = self.entries.pop(key, None) if entry is None else self.entries.get(key)
+        if entry is not None:
+            self.entries[key] = entry
+        self.dirty = self.dirty or old != entry
+        return old
+
+    def save(self) -> None:
+        """Write the file if anything changed."""
+        if not self.dirty:
+            return
+        data = {
+            "version": REGISTRY_VERSION,
+            "meters": {k: _entry_dict(v) for k, v in sorted(self.entries.items())},
+        }
+        try:
+            write_atomic(self.path, json.dumps(data, indent=1))
+            self.dirty = False
+        except OSError as err:
+            _LOG.warning("cannot write %s: %s", self.path, err)
+
+
+def _entry_dict(entry: Published) -> dict[str, object]:
+    return {
+        "serial": entry.serial,
+        "slug": entry.slug,
+        "base_topic": entry.base_topic,
+        "discovery_prefix": entry.discovery_prefix,
+        "mode": entry.mode,
+        "per_value": entry.per_value,
+    }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BridgeConfig:
+    """Plain configuration of the whole bridge (the daemon maps Settings onto it)."""
+
+    broker: BrokerOptions
+    meters: Sequence[PollerConfig]
+    data_dir: Path
+    discovery: DiscoveryOptions
+    per_value_topics: bool = False
+    broker_backoff_first: float = 0.5
+    broker_backoff_cap: float = 30.0
+
+
+def _keep_cancelling(tasks: Sequence[asyncio.Task[None]], every: float) -> None:
+    """Bound the stop: every ``every`` seconds, cancel again the tasks still running.
+
+    The task group cancels each task once. A library that swallows that cancellation
+    (Python 3.11's ``asyncio.wait_for`` does when the answer arrives in the same loop
+    iteration) would keep its task, and so the bridge, running forever.
+    """
+    asyncio.get_running_loop().call_later(every, _cancel_again, tasks, every)
+
+
+def _cancel_again(tasks: Sequence[asyncio.Task[None]], every: float) -> None:
+    pending = [task for task in tasks if not task.done()]
+    if not pending:
+        return
+    names = ", ".join(task.get_name() for task in pending[:3])
+    more = f" and {len(pending) - 3} more" if len(pending) > 3 else ""
+    _LOG.warning("stopping: %s%s still running; cancelling again", names, more)
+    for task in pending:
+        task.cancel()
+    _keep_cancelling(pending, every)
+
+
+class Bridge:
+    """Supervises the broker session and every meter's poller."""
+
+    def __init__(self, config: BridgeConfig) -> None:
+        """Build the pollers; nothing runs before :meth:`run`."""
+        self.config = config
+        self.discovery = replace(config.discovery, qos=config.broker.qos)
+        self.registry = Registry(config.data_dir / REGISTRY_FILE)
+        count = max(len(config.meters), 1)
+        self.pollers = [
+            MeterPoller(
+                meter,
+                sink=self,
+                data_dir=config.data_dir,
+                phase=i / count,
+                energy_offset=energy_offset(i, meter.realtime_interval, meter.energy_interval),
+            )
+            for i, meter in enumerate(config.meters)
+        ]
+        self.connection: MqttConnection | None = None
+        self.connected = asyncio.Event()
+        self._base = config.discovery.base_topic
+        configured = {p.config.key for p in self.pollers}
+        self._removals = {
+            key: entry for key, entry in self.registry.entries.items() if key not in configured
+        }
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        try:
+            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            msg = f"data_dir {self.config.data_dir}: {err.strerror or err}"
+            raise ConfigError(msg) from err
+        try:
+            async with asyncio.TaskGroup() as group:
+                broker = group.create_task(self._broker_loop(), name="mqtt broker")
+                tasks = [group.create_task(self._save_registry_loop(), name="registry")]
+                for poller in self.pollers:
+                    tasks.append(
+                        group.create_task(poller.run(), name=f"meter {poller.config.label}")
+                    )
+                try:
+                    await asyncio.Event().wait()  # until stopped (or a task failed)
+                except asyncio.CancelledError:
+                    _keep_cancelling(tasks, STOP_GRACE_S)
+                    # The broker task says "offline" and disconnects first (bounded).
+                    _keep_cancelling([broker], BROKER_STOP_GRACE_S)
+                    raise
+        finally:
+            self.registry.save()
+            _LOG.info("stopped; totals: %s", self.totals())
+
+    def totals(self) -> dict[str, float]:
+        """Stats of every meter added up (diagnostics; logged when the bridge stops)."""
+        out: dict[str, float] = {"meters": len(self.pollers)}
+        for poller in self.pollers:
+            for key, value in poller.stats.as_dict().items():
+                if key != "last_poll_duration":
+                    out[key] = out.get(key, 0) + value
+        return out
+
+    async def _save_registry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._settle_removals()  # also when the last meter settles by failing
+            self.registry.save()
+
+    async def _broker_loop(self) -> None:
+        broker = self.config.broker
+        backoff = Backoff(self.config.broker_backoff_first, self.config.broker_backoff_cap)
+        where = f"{broker.host}:{broker.port}"
+        was_up: bool | None = None
+        while True:
+            try:
+                async with MqttConnection(
+                    broker, availability_topic=topics.bridge_availability(self._base)
+                ) as connection:
+                    self.connection = connection
+                    _LOG.info("connected to MQTT broker %s", where)
+                    was_up = True
+                    backoff.reset()
+                    await self._session(connection)
+            except BrokerConnectionError as err:
+                if was_up is not False:
+                    _LOG.warning("MQTT broker %s unavailable (%s); retrying", where, err)
+                was_up = False
+            finally:
+                self.connection = None
+                self.connected.clear()
+            await asyncio.sleep(backoff.next())
+
+    async def _session(self, connection: MqttConnection) -> None:
+        """One broker session: subscribe, (re)publish, then dispatch until it drops."""
+        await connection.subscribe(
+            topics.command_filter(self._base), topics.ha_status(self.discovery.discovery_prefix)
+        )
+        await self.republish_all()
+        self._settle_removals()
+        self.connected.set()
+        async for message in connection.messages():
+            self._dispatch(message)
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes | str, *, retain: bool = True) -> bool:
+        """Publish without waiting; dropped (False) while the broker is away."""
+        connection = self.connection
+        if connection is None:
+            return False
+        try:
+            connection.publish_nowait(topic, payload, retain=retain)
+        except BrokerConnectionError:
+            return False  # the broker task notices, logs once and republishes on reconnect
+        return True
+
+    def identified(self, poller: MeterPoller, previous: MeterIdentity | None) -> None:
+        """A meter was identified (first time, or another serial): announce it."""
+        del previous  # the registry knows what was published before, even across restarts
+        self._announce(poller)
+        self._settle_removals()
+
+    async def republish_all(self) -> None:
+        """Discovery, availability and last state of every identified meter.
+
+        A discovery payload takes a few ms to build: yield now and then so a fleet's
+        pollers keep their schedule while Home Assistant restarts.
+        """
+        for index, poller in enumerate(self.pollers, start=1):
+            if poller.identity is not None:
+                self._announce(poller)
+            poller.republish()
+            if index % 10 == 0:
+                await asyncio.sleep(0)
+
+    def _announce(self, poller: MeterPoller) -> None:
+        identity, slug, cfg = poller.identity, poller.slug, poller.config
+        if identity is None or slug is None or self.connection is None:
+            return  # announced when the broker session starts
+        entry = Published(
+            serial=identity.serial_number,
+            slug=slug,
+            base_topic=self._base,
+            discovery_prefix=self.discovery.discovery_prefix,
+            mode=self.discovery.mode,
+            per_value=self.config.per_value_topics,
+        )
+        old = self.registry.entries.get(cfg.key)
+        if old is not None and old != entry:
+            handed = [self.publish(topic, b"") for topic in stale_topics(old, entry)]
+            if not all(handed):
+                return  # the broker went away: try again on the next session
+        self.registry.set(cfg.key, entry)
+        meter = DiscoveryMeter.from_identity(
+            identity, slug=slug, name=cfg.name, host=cfg.host, read_only=cfg.read_only
+        )
+        for topic, payload in discovery_messages(meter, self.discovery):
+            self.publish(topic, payload)
+
+    def _settle_removals(self) -> None:
+        """Clear what meters that left the configuration published, once it is safe.
+
+        Safe means every configured meter has answered or failed: a meter that was only
+        renamed keeps its serial, and clearing its discovery would make Home Assistant
+        delete the device with the user's settings (its old topic slug is cleared).
+        """
+        if not self._removals or self.connection is None:
+            return
+        if any(p.identity is None and p.online is None for p in self.pollers):
+            return  # a configured meter has not answered nor failed yet: its serial is unknown
+        serials = {p.identity.serial_number for p in self.pollers if p.identity is not None}
+        slugs = {p.slug for p in self.pollers}
+        for key, old in list(self._removals.items()):
+            stale = [] if old.slug in slugs else slug_topics(old.base_topic, old.slug)
+            if old.serial not in serials:
+                stale += [t for t, _ in removal_messages(old.serial, None, old.options())]
+                _LOG.info("meter %s (serial %s) left the configuration: removed", key, old.serial)
+            if not all([self.publish(topic, b"") for topic in stale]):  # noqa: C419 - publish all
+                return  # the broker went away: again in the next session
+            del self._removals[key]
+            self.registry.set(key, None)
+
+    # -- incoming messages ---------------------------------------------------------------
+
+    def _dispatch(self, message: Incoming) -> None:
+        if message.topic == topics.ha_status(self.discovery.discovery_prefix):
+            if message.payload.strip().lower() == b"online":
+                _LOG.info("Home Assistant is online: republishing discovery and states")
+                self._spawn(self.republish_all())
+            return
+        parsed = topics.parse_command_topic(self._base, message.topic)
+        if parsed is None:
+            return
+        if message.retain:
+            return  # a retained command is an old command: never act on it
+        slug, name = parsed
+        self._spawn(self._command(slug, name, message.payload))
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run ``job`` beside the message loop (commands must not block dispatching)."""
+        task = asyncio.create_task(job)
+        self._tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._tasks.discard)
+
+    async def _command(self, slug: str, name: str, payload: bytes) -> None:
+        response_topic = topics.response(self._base, slug)
+        poller = next((p for p in self.pollers if p.slug == slug), None)
+        try:
+            command = parse_command(name, payload)
+        except CommandParseError as err:
+            _LOG.warning("meter %s: bad command on set/%s: %s", slug, name, err.reason)
+            self.publish(response_topic, parse_error_response(err).to_json(), retain=False)
+            return
+        if poller is None:
+            response = error_response(name, f"unknown meter {slug!r}", command.correlation_id)
+            self.publish(response_topic, response.to_json(), retain=False)
+            return
+        try:
+            response = await poller.execute(command)
+        except Exception as err:  # a bug must not take the bridge down: answer and log it
+            _LOG.exception("meter %s: %s command crashed", slug, name)
+            response = error_response(name, f"internal error: {err}", command.correlation_id)
+        if response.status == "ok" and isinstance(command, TariffCommand):
+            self._refresh_broadcast_siblings(poller)
+        self.publish(response_topic, response.to_json(), retain=False)
+
+    def _refresh_broadcast_siblings(self, poller: MeterPoller) -> None:
+        """After a broadcast tariff write, meters behind the same address read it back now."""
+        if not poller.config.tariff_broadcast:
+            return
+        where = (poller.config.host, poller.config.port)
+        for other in self.pollers:
+            if other is not poller and (other.config.host, other.config.port) == where:
+                other.wake()

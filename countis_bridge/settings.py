@@ -1,0 +1,353 @@
+"""Settings of the MQTT bridge: YAML file, environment and command line (pydantic-settings).
+
+The only module that reads configuration files and the environment. Library classes take
+plain arguments; the daemon turns a :class:`Settings` into them.
+
+Public API (stable):
+
+- ``load_settings(path: Path | None, cli_overrides: Mapping[str, Any] | None = None)
+  -> Settings``: precedence CLI overrides > environment > YAML file > defaults. Any problem
+  (missing/unreadable file, bad YAML, unknown field, bad value, duplicate meter) raises
+  :class:`countis.errors.ConfigError` with one line naming the field and the problem.
+- ``settings_overrides_from_args(args) -> dict``: nested overrides from the ``run`` /
+  ``discovery`` flags (``--mqtt-host``, ``--mqtt-port``, ...); unset flags are left out.
+- ``Settings`` (frozen): ``mqtt: MqttSettings``, ``meters: tuple[MeterSettings, ...]``,
+  ``offline_after: int``, ``data_dir: Path``, ``log_level: str``.
+- ``MqttSettings`` (frozen): host, port, username, password (``SecretStr | None``),
+  client_id, keepalive, qos, tls (``TlsSettings``: enabled, ca_file, cert_file, key_file,
+  insecure), base_topic, discovery_prefix, discovery_mode (``"device"|"entity"``),
+  per_value_topics.
+- ``MeterSettings`` (frozen): name (``str | None``; ``None`` = topics use the serial),
+  host, port, unit, realtime_interval, energy_interval, timeout, read_only,
+  tariff_broadcast; property ``slug`` (``str | None``; see :func:`countis_bridge.topics.slugify`).
+
+Environment variables use the ``COUNTIS_`` prefix and ``__`` for nesting
+(``COUNTIS_MQTT__HOST``, ``COUNTIS_MQTT__TLS__ENABLED``); lists are JSON
+(``COUNTIS_METERS='[{"name": "Main", "host": "192.168.0.4"}]'``). Relative paths are
+relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import yaml
+from countis.errors import ConfigError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from countis_bridge.topics import RESERVED_SLUGS, slugify
+
+ENV_PREFIX = "COUNTIS_"
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+# The YAML file's data for the settings source below; a context variable because
+# pydantic-settings builds sources in a classmethod that cannot take arguments.
+_FILE_DATA: ContextVar[Mapping[str, Any]] = ContextVar(
+    "countis_settings_file", default=MappingProxyType({})
+)
+
+
+def _text(value: Any) -> Any:
+    """YAML reads ``password: 1234`` as a number; such fields are text."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _check_topic(value: str) -> str:
+    """MQTT topic prefixes: no wildcards, no empty levels, no leading/trailing slash."""
+    if not value:
+        raise ValueError("must not be empty")
+    if "+" in value or "#" in value or "\0" in value:
+        raise ValueError(f"{value!r} must not contain the MQTT wildcards + or #")
+    if value.startswith("/") or value.endswith("/") or "//" in value:
+        raise ValueError(f"{value!r} must not start or end with / or contain empty levels")
+    return value
+
+
+class TlsSettings(BaseModel):
+    """TLS towards the MQTT broker."""
+
+    model_config = _FROZEN
+
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False  # skip hostname verification (self-signed test brokers)
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+    @field_validator("key_file")
+    @classmethod
+    def _key_needs_cert(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("cert_file") is None:
+            raise ValueError("key_file needs cert_file")
+        return value
+
+
+class MqttSettings(BaseModel):
+    """The MQTT broker and the topic layout."""
+
+    model_config = _FROZEN
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str | None = None
+    keepalive: int = Field(default=60, gt=0)
+    qos: Literal[0, 1, 2] = 1
+    tls: TlsSettings = TlsSettings()
+    base_topic: str = "countis"
+    discovery_prefix: str = "homeassistant"
+    discovery_mode: Literal["device", "entity"] = "device"
+    per_value_topics: bool = False
+
+    @field_validator("username", "password", "client_id", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        return _text(value)
+
+    @field_validator("base_topic", "discovery_prefix")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        return _check_topic(value)
+
+
+class MeterSettings(BaseModel):
+    """One meter to poll."""
+
+    model_config = _FROZEN
+
+    name: str | None = None
+    host: str = Field(min_length=1)
+    port: int = Field(default=502, ge=1, le=65535)
+    unit: int = Field(default=5, ge=1, le=255)
+    realtime_interval: float = Field(default=2.0, gt=0)
+    energy_interval: float = Field(default=10.0, gt=0)
+    timeout: float = Field(default=3.0, gt=0)
+    read_only: bool = False
+    tariff_broadcast: bool = False  # tariff writes go to unit 0: every meter of that host
+
+    @field_validator("name", "host", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        return _text(value)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        slug = slugify(value)
+        if not slug:
+            raise ValueError(f"{value!r} has no letters or digits to make a topic slug from")
+        if slug in RESERVED_SLUGS:
+            raise ValueError(f"{value!r} is reserved (topic slug {slug!r} is the bridge's own)")
+        return value
+
+    @property
+    def slug(self) -> str | None:
+        """Topic slug of the configured name; ``None`` when unnamed (use the serial)."""
+        return slugify(self.name) if self.name else None
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The YAML file's data (lowest priority above the defaults)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: ``__call__`` returns the whole file at once."""
+        return None, field_name, False  # pragma: no cover - not called by pydantic-settings
+
+    def __call__(self) -> dict[str, Any]:
+        """The file's settings as a (nested) dict."""
+        return dict(_FILE_DATA.get())
+
+
+class Settings(BaseSettings):
+    """Everything the bridge daemon is configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    mqtt: MqttSettings = MqttSettings()
+    meters: tuple[MeterSettings, ...] = ()
+    offline_after: int = Field(default=3, ge=1)  # failed polls before a meter goes offline
+    data_dir: Path = Path("./countis-data")  # partial-meter start/stop state
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("meters")
+    @classmethod
+    def _unique(cls, meters: tuple[MeterSettings, ...]) -> tuple[MeterSettings, ...]:
+        names: dict[str, int] = {}
+        slugs: dict[str, int] = {}
+        targets: dict[tuple[str, int, int], int] = {}
+        for i, meter in enumerate(meters):
+            if meter.name is not None:
+                if (first := names.setdefault(meter.name.casefold(), i)) != i:
+                    msg = f"meters[{i}].name: duplicate meter name {meter.name!r} (meters[{first}])"
+                    raise ValueError(msg)
+                slug = meter.slug or ""
+                if (first := slugs.setdefault(slug, i)) != i:
+                    msg = (
+                        f"meters[{i}].name: {meter.name!r} has the same topic slug {slug!r}"
+                        f" as meters[{first}]"
+                    )
+                    raise ValueError(msg)
+            target = (meter.host.casefold(), meter.port, meter.unit)
+            if (first := targets.setdefault(target, i)) != i:
+                msg = f"meters[{i}]: same host, port and unit as meters[{first}]"
+                raise ValueError(msg)
+        return meters
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """CLI overrides (init kwargs) > environment > YAML file; no dotenv, no secrets dir."""
+        return init_settings, env_settings, _FileSource(settings_cls)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(error: ErrorDetails) -> str:
+    """One error as ``field: problem`` (inputs shown for scalars, never for passwords)."""
+    where = _location(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        problem = "unknown field"
+    elif kind == "missing":
+        problem = "required field is missing"
+    else:
+        problem = error["msg"].removeprefix("Value error, ")
+        value = error.get("input")
+        secret = "password" in where
+        shown = isinstance(value, str) and value in problem  # e.g. "file not found: <path>"
+        if isinstance(value, int | float | str) and not secret and not shown:
+            problem += f" (got {value!r})"
+    if problem.startswith(("meters[", "mqtt.")) and where == "meters":
+        return problem  # the validator already named the exact field
+    return f"{where}: {problem}" if where else problem
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read configuration file {path}: {reason}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise ConfigError(f"{path}: the top level must be a mapping of settings, not a {kind}")
+    return data
+
+
+def load_settings(path: Path | None, cli_overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from the YAML file ``path`` (optional), the environment and CLI overrides."""
+    data = _read_yaml(path) if path is not None else {}
+    token = _FILE_DATA.set(data)
+    try:
+        return Settings(**dict(cli_overrides or {}))
+    except ValidationError as err:
+        errors = err.errors()
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(f"invalid setting {_describe(errors[0])}{more}") from err
+    except SettingsError as err:  # e.g. COUNTIS_METERS that is not valid JSON
+        field = re.search(r'field "(\w+)"', str(err))
+        name = f"{ENV_PREFIX}{field.group(1).upper()}" if field else f"{ENV_PREFIX}*"
+        raise ConfigError(f"invalid environment variable {name}: not valid JSON") from err
+    finally:
+        _FILE_DATA.reset(token)
+
+
+#: argparse destination -> nested settings path, for the ``run`` / ``discovery`` flags.
+CLI_FLAGS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("mqtt_host", ("mqtt", "host")),
+    ("mqtt_port", ("mqtt", "port")),
+    ("mqtt_username", ("mqtt", "username")),
+    ("mqtt_client_id", ("mqtt", "client_id")),
+    ("base_topic", ("mqtt", "base_topic")),
+    ("discovery_prefix", ("mqtt", "discovery_prefix")),
+    ("discovery_mode", ("mqtt", "discovery_mode")),
+    ("data_dir", ("data_dir",)),
+    ("offline_after", ("offline_after",)),
+)
+
+
+def settings_overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Nested CLI overrides for :func:`load_settings` from parsed ``run``/``discovery`` args.
+
+    Flags left unset (``None``) are omitted so the environment and the file still apply;
+    that includes the global ``--log-level``.
+    """
+    overrides: dict[str, Any] = {}
+    for dest, path in CLI_FLAGS:
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    log_level = getattr(args, "log_level", None)
+    if log_level is not None:
+        overrides["log_level"] = log_level
+    return overrides
