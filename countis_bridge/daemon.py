@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from countis.client import MeterClient
+from countis.config import MeterConfig
 from countis.errors import CountisError
 from countis.models import MeterIdentity
 
 from countis_bridge.discovery import DiscoveryMeter, DiscoveryOptions, discovery_messages
 from countis_bridge.mqtt import BrokerOptions, TlsOptions
-from countis_bridge.poller import PollerConfig
 from countis_bridge.service import Bridge, BridgeConfig
 from countis_bridge.settings import (
-    MeterSettings,
     Settings,
     load_settings,
     settings_overrides_from_args,
@@ -70,29 +69,11 @@ def discovery_options(settings: Settings) -> DiscoveryOptions:
     )
 
 
-def poller_config(settings: Settings, meter: MeterSettings) -> PollerConfig:
-    """One meter's poller configuration."""
-    return PollerConfig(
-        name=meter.name,
-        host=meter.host,
-        port=meter.port,
-        unit=meter.unit,
-        timeout=meter.timeout,
-        realtime_interval=meter.realtime_interval,
-        energy_interval=meter.energy_interval,
-        read_only=meter.read_only,
-        tariff_broadcast=meter.tariff_broadcast,
-        offline_after=settings.offline_after,
-        base_topic=settings.mqtt.base_topic,
-        per_value_topics=settings.mqtt.per_value_topics,
-    )
-
-
 def bridge_config(settings: Settings) -> BridgeConfig:
     """The whole bridge's configuration."""
     return BridgeConfig(
         broker=broker_options(settings),
-        meters=[poller_config(settings, meter) for meter in settings.meters],
+        meters=settings.meters,
         data_dir=settings.data_dir,
         discovery=discovery_options(settings),
         per_value_topics=settings.mqtt.per_value_topics,
@@ -173,7 +154,7 @@ def run_main(args: argparse.Namespace) -> int:
     return run_until_stopped(bridge.run)
 
 
-async def _identify(meter: MeterSettings) -> MeterIdentity:
+async def _identify(meter: MeterConfig) -> MeterIdentity:
     async with MeterClient(meter.host, meter.port, meter.unit, meter.timeout) as client:
         return await client.identify()
 

@@ -18,16 +18,19 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from countis.config import MeterConfig
 from countis.errors import CountisError
+from countis.session import SystemClock
 
 from countis_bridge.discovery import DiscoveryOptions
 from countis_bridge.emulator import EmulatedMeter, EmulatorServer
 from countis_bridge.mqtt import BrokerOptions
-from countis_bridge.poller import MeterPoller, PollerConfig
+from countis_bridge.poller import MeterPoller
 from countis_bridge.service import Bridge, BridgeConfig
 
 HOST = "127.0.0.1"
@@ -140,6 +143,19 @@ async def embedded_broker(kind: str, port: int, workdir: Path) -> AsyncIterator[
             yield description
 
 
+class ScaledClock(SystemClock):
+    """Wall time running ``speed`` times faster from now on (the emulated meters' time)."""
+
+    def __init__(self, speed: float) -> None:
+        """Start at the current Unix time."""
+        self.speed = speed
+        self._start = time.time()
+
+    def time(self) -> float:
+        """Seconds of the meters' time."""
+        return self._start + (time.time() - self._start) * self.speed
+
+
 def demo_meters(count: int, speed: float) -> list[EmulatedMeter]:
     """``count`` emulated E28 meters; the first has a PV plant (midday export)."""
     if count < 1:
@@ -182,7 +198,7 @@ def render(pollers: list[MeterPoller]) -> list[str]:
     lines = ["  ".join(f"{h:>{w}}" for (_, h, _), w in zip(_COLUMNS, widths, strict=True))]
     for poller in pollers:
         status = {True: "online", False: "OFFLINE", None: "..."}[poller.online]
-        values = poller.values
+        values = poller.session.values
         cells = [poller.slug or "?", status] + [_cell(values.get(k)) for k, _, _ in _COLUMNS[2:-1]]
         cells.append(f"T{values['tariff']}" if "tariff" in values else "-")
         lines.append("  ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
@@ -196,8 +212,8 @@ async def live_view(header: list[str], pollers: list[MeterPoller], out: TextIO) 
         lines = render(pollers)
         if tty:
             out.write("\x1b[H\x1b[2J" + "\n".join([*header, "", *lines]) + "\n")
-        else:
-            out.write("\n".join(lines[1:]) + "\n")
+        else:  # a log, not a screen: each table whole, with its column header
+            out.write("\n".join(["", *lines]) + "\n")
         out.flush()
         await asyncio.sleep(1.0 if tty else 2.0)
 
@@ -217,19 +233,20 @@ async def demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> None:
             config = BridgeConfig(
                 broker=BrokerOptions(host=HOST, port=port),
                 meters=[
-                    PollerConfig(
+                    MeterConfig(
                         name=f"Demo {i + 1}",
                         host=HOST,
                         port=meter_port,
                         realtime_interval=1.0,
                         energy_interval=2.0,
-                        base_topic=BASE_TOPIC,
                     )
                     for i, meter_port in enumerate(server.ports)
                 ],
                 data_dir=workdir / "data",
                 discovery=DiscoveryOptions(base_topic=BASE_TOPIC),
                 broker_backoff_cap=2.0,
+                # The meters live at the emulator's speed: judge their counters by it.
+                clock=ScaledClock(args.speed),
             )
             bridge = Bridge(config)
             header = [

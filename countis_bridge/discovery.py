@@ -1,7 +1,7 @@
 """Home Assistant MQTT discovery payloads for one meter (pure).
 
-Rendered from the entity specs of :mod:`countis.catalogue` (the same table the custom
-integration uses), so MQTT and native entities share keys, names and unique ids.
+Rendered from :mod:`countis.presentation` (the same table the custom integration uses),
+so MQTT and native entities share keys, names and unique ids.
 
 Public API (stable):
 
@@ -18,9 +18,8 @@ Public API (stable):
   (``None`` = remove: command entities of read-only meters).
 - ``discovery_messages(meter, options) -> list[(topic, payload)]``: what to publish
   (retained) in ``options.mode``; payload is JSON text, ``""`` for a removal.
-- ``removal_messages(serial, slug, options, keys=None) -> list[(topic, "")]``: empty
-  retained payloads that clear a meter that is gone (discovery of both modes, state,
-  availability, per-value topics) or, with ``keys``, those entities' per-entity configs.
+
+Which retained topics a meter owns, and their removal: :mod:`countis_bridge.retained`.
 
 Home Assistant 2025.4 notes (checked against its MQTT schemas): ``default_entity_id`` is an
 unknown key there and silently dropped (``REMOVE_EXTRA``), ``object_id`` sets the entity id;
@@ -33,11 +32,9 @@ entity unchanged instead of logging template warnings.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from countis.catalogue import VALUE_KEYS
 from countis.models import MeterIdentity
 from countis.presentation import BUTTONS, SENSORS, TARIFF_SELECT, SensorSpec
 
@@ -264,36 +261,3 @@ def discovery_messages(meter: DiscoveryMeter, options: DiscoveryOptions) -> list
         topic = topics.device_discovery(options.discovery_prefix, meter.serial)
         return [(topic, _json(device_config(meter, options)))]
     return [(t, _json(c) if c is not None else "") for t, c in entity_configs(meter, options)]
-
-
-def _all_platforms() -> dict[str, str]:
-    return {**{spec.key: "sensor" for spec in SENSORS}, **command_platforms()}
-
-
-def removal_messages(
-    serial: str,
-    slug: str | None,
-    options: DiscoveryOptions,
-    keys: Iterable[str] | None = None,
-) -> list[tuple[str, str]]:
-    """Empty retained payloads clearing a meter that is gone, or some of its entities.
-
-    Without ``keys``: the device config, every per-entity config (either mode may have
-    been used before), and with ``slug`` the state, availability and per-value topics.
-    With ``keys``: the per-entity configs of those entities (in device mode, components are
-    removed by the device config itself, see :func:`components`).
-    """
-    prefix = options.discovery_prefix
-    platforms = _all_platforms()
-    chosen = platforms if keys is None else {k: platforms[k] for k in keys}
-    out = [
-        (topics.entity_discovery(prefix, platform, serial, key), "")
-        for key, platform in chosen.items()
-    ]
-    if keys is None:
-        out.insert(0, (topics.device_discovery(prefix, serial), ""))
-        if slug:
-            base = options.base_topic
-            out += [(topics.state(base, slug), ""), (topics.meter_availability(base, slug), "")]
-            out += [(topics.value(base, slug, key), "") for key in VALUE_KEYS]
-    return out

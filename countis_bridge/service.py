@@ -4,11 +4,11 @@
   Assistant's status, clears meters removed from the configuration, republishes discovery
   and the last states, then dispatches incoming messages; when the connection drops it
   reconnects with capped backoff and does it all again.
-- Each meter's :class:`~countis_bridge.poller.MeterPoller` polls forever on its own schedule and
-  publishes through :meth:`Bridge.publish`, which never waits for the broker.
-- ``<data_dir>/published.json`` remembers which meters were announced (serial, slug, topic
-  layout) so that a meter removed from the configuration, a serial that changed or a
-  discovery mode that changed can have its retained messages cleared.
+- Each meter's :class:`~countis_bridge.poller.MeterPoller` polls forever on its own
+  schedule and publishes through :meth:`Bridge.publish`, which never waits for the broker.
+- :mod:`countis_bridge.retained` remembers which meters were announced, so that a meter
+  removed from the configuration, a serial that changed or a discovery mode that changed
+  can have its retained messages cleared.
 
 Logging: one line per state change of the broker or of a meter, never one per poll.
 """
@@ -16,16 +16,17 @@ Logging: one line per state change of the broker or of a meter, never one per po
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from countis.config import MeterConfig
 from countis.errors import ConfigError
 from countis.models import MeterIdentity
-from countis.presentation import SENSORS
+from countis.schedule import Backoff, energy_offset
+from countis.session import Clock
 
 from countis_bridge import topics
 from countis_bridge.commands import (
@@ -35,13 +36,7 @@ from countis_bridge.commands import (
     parse_command,
     parse_error_response,
 )
-from countis_bridge.discovery import (
-    DiscoveryMeter,
-    DiscoveryOptions,
-    command_platforms,
-    discovery_messages,
-    removal_messages,
-)
+from countis_bridge.discovery import DiscoveryMeter, DiscoveryOptions, discovery_messages
 from countis_bridge.mqtt import (
     STOP_TIMEOUT_S,
     BrokerConnectionError,
@@ -49,111 +44,22 @@ from countis_bridge.mqtt import (
     Incoming,
     MqttConnection,
 )
-from countis_bridge.poller import Backoff, MeterPoller, PollerConfig, energy_offset, write_atomic
+from countis_bridge.partial_store import FilePartialStore
+from countis_bridge.poller import MeterPoller
+from countis_bridge.retained import (
+    REGISTRY_FILE,
+    Published,
+    Registry,
+    discovery_topics,
+    meter_key,
+    slug_topics,
+    stale_topics,
+)
 
 _LOG = logging.getLogger("countis_bridge.service")
-REGISTRY_FILE = "published.json"
-REGISTRY_VERSION = 1
 # Stopping: tasks still running this long after being cancelled are cancelled again.
 STOP_GRACE_S = 1.0
 BROKER_STOP_GRACE_S = 2 * STOP_TIMEOUT_S + 1.0  # offline publish, then the disconnect
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Published:
-    """What was announced for one configured meter (an entry of the registry file)."""
-
-    serial: str
-    slug: str
-    base_topic: str
-    discovery_prefix: str
-    mode: Literal["device", "entity"]
-    per_value: bool
-
-    def options(self) -> DiscoveryOptions:
-        """The topic layout this entry was published with."""
-        return DiscoveryOptions(
-            base_topic=self.base_topic, discovery_prefix=self.discovery_prefix, mode=self.mode
-        )
-
-
-def stale_topics(old: Published, new: Published | None) -> list[str]:
-    """Retained topics of ``old`` that ``new`` does not overwrite (``None`` = meter gone)."""
-    opts = old.options()
-    if new is None:
-        return [topic for topic, _ in removal_messages(old.serial, old.slug, opts)]
-    out: list[str] = []
-    same_place = old.serial == new.serial and old.discovery_prefix == new.discovery_prefix
-    if not same_place:
-        out += [t for t, _ in removal_messages(old.serial, None, opts)]
-    elif old.mode != new.mode:
-        if old.mode == "device":
-            out.append(topics.device_discovery(old.discovery_prefix, old.serial))
-        else:
-            keys = [*(s.key for s in SENSORS), *command_platforms()]
-            out += [t for t, _ in removal_messages(old.serial, None, opts, keys=keys)]
-    if old.slug != new.slug or old.base_topic != new.base_topic:
-        out += slug_topics(old.base_topic, old.slug)
-    elif old.per_value and not new.per_value:
-        out += [topics.value(old.base_topic, old.slug, s.key) for s in SENSORS]
-    return out
-
-
-def slug_topics(base: str, slug: str) -> list[str]:
-    """The retained topics under one meter slug: state, availability, per-value topics."""
-    out = [topics.state(base, slug), topics.meter_availability(base, slug)]
-    return out + [topics.value(base, slug, s.key) for s in SENSORS]
-
-
-class Registry:
-    """The published-meters file in the data directory (written when it changed)."""
-
-    def __init__(self, path: Path) -> None:
-        """Load ``path`` if it exists (a damaged file is ignored with a warning)."""
-        self.path = path
-        self.entries: dict[str, Published] = {}
-        self.dirty = False
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("version") == REGISTRY_VERSION:
-                self.entries = {k: Published(**v) for k, v in data["meters"].items()}
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
-            _LOG.warning("ignoring %s: %s", path, err)
-
-    def set(self, key: str, entry: Published | None) -> Published | None:
-        """Record (or forget) a meter; returns the previous entry."""
-        old = self.entries.pop(key, None) if entry is None else self.entries.get(key)
-        if entry is not None:
-            self.entries[key] = entry
-        self.dirty = self.dirty or old != entry
-        return old
-
-    def save(self) -> None:
-        """Write the file if anything changed."""
-        if not self.dirty:
-            return
-        data = {
-            "version": REGISTRY_VERSION,
-            "meters": {k: _entry_dict(v) for k, v in sorted(self.entries.items())},
-        }
-        try:
-            write_atomic(self.path, json.dumps(data, indent=1))
-            self.dirty = False
-        except OSError as err:
-            _LOG.warning("cannot write %s: %s", self.path, err)
-
-
-def _entry_dict(entry: Published) -> dict[str, object]:
-    return {
-        "serial": entry.serial,
-        "slug": entry.slug,
-        "base_topic": entry.base_topic,
-        "discovery_prefix": entry.discovery_prefix,
-        "mode": entry.mode,
-        "per_value": entry.per_value,
-    }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,12 +67,13 @@ class BridgeConfig:
     """Plain configuration of the whole bridge (the daemon maps Settings onto it)."""
 
     broker: BrokerOptions
-    meters: Sequence[PollerConfig]
+    meters: Sequence[MeterConfig]
     data_dir: Path
     discovery: DiscoveryOptions
     per_value_topics: bool = False
     broker_backoff_first: float = 0.5
     broker_backoff_cap: float = 30.0
+    clock: Clock | None = None  # the meters' time (the demo runs them faster)
 
 
 def _keep_cancelling(tasks: Sequence[asyncio.Task[None]], every: float) -> None:
@@ -199,21 +106,25 @@ class Bridge:
         self.config = config
         self.discovery = replace(config.discovery, qos=config.broker.qos)
         self.registry = Registry(config.data_dir / REGISTRY_FILE)
+        store = FilePartialStore(config.data_dir)
         count = max(len(config.meters), 1)
         self.pollers = [
             MeterPoller(
                 meter,
                 sink=self,
-                data_dir=config.data_dir,
+                store=store,
+                base_topic=config.discovery.base_topic,
+                per_value_topics=config.per_value_topics,
                 phase=i / count,
                 energy_offset=energy_offset(i, meter.realtime_interval, meter.energy_interval),
+                clock=config.clock,
             )
             for i, meter in enumerate(config.meters)
         ]
         self.connection: MqttConnection | None = None
         self.connected = asyncio.Event()
         self._base = config.discovery.base_topic
-        configured = {p.config.key for p in self.pollers}
+        configured = {meter_key(p.config) for p in self.pollers}
         self._removals = {
             key: entry for key, entry in self.registry.entries.items() if key not in configured
         }
@@ -341,12 +252,12 @@ class Bridge:
             mode=self.discovery.mode,
             per_value=self.config.per_value_topics,
         )
-        old = self.registry.entries.get(cfg.key)
+        old = self.registry.entries.get(meter_key(cfg))
         if old is not None and old != entry:
             handed = [self.publish(topic, b"") for topic in stale_topics(old, entry)]
             if not all(handed):
                 return  # the broker went away: try again on the next session
-        self.registry.set(cfg.key, entry)
+        self.registry.set(meter_key(cfg), entry)
         meter = DiscoveryMeter.from_identity(
             identity, slug=slug, name=cfg.name, host=cfg.host, read_only=cfg.read_only
         )
@@ -369,7 +280,7 @@ class Bridge:
         for key, old in list(self._removals.items()):
             stale = [] if old.slug in slugs else slug_topics(old.base_topic, old.slug)
             if old.serial not in serials:
-                stale += [t for t, _ in removal_messages(old.serial, None, old.options())]
+                stale += discovery_topics(old.discovery_prefix, old.serial)
                 _LOG.info("meter %s (serial %s) left the configuration: removed", key, old.serial)
             if not all([self.publish(topic, b"") for topic in stale]):  # noqa: C419 - publish all
                 return  # the broker went away: again in the next session

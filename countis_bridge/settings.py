@@ -11,15 +11,16 @@ Public API (stable):
   :class:`countis.errors.ConfigError` with one line naming the field and the problem.
 - ``settings_overrides_from_args(args) -> dict``: nested overrides from the ``run`` /
   ``discovery`` flags (``--mqtt-host``, ``--mqtt-port``, ...); unset flags are left out.
-- ``Settings`` (frozen): ``mqtt: MqttSettings``, ``meters: tuple[MeterSettings, ...]``,
-  ``offline_after: int``, ``data_dir: Path``, ``log_level: str``.
+- ``Settings`` (frozen): ``mqtt: MqttSettings``, ``meters: tuple[MeterConfig, ...]``
+  (:class:`countis.config.MeterConfig`, the library's one model of a meter, validated
+  here as it is), ``offline_after: int`` (every meter's default), ``data_dir: Path``,
+  ``log_level: str``.
 - ``MqttSettings`` (frozen): host, port, username, password (``SecretStr | None``),
   client_id, keepalive, qos, tls (``TlsSettings``: enabled, ca_file, cert_file, key_file,
   insecure), base_topic, discovery_prefix, discovery_mode (``"device"|"entity"``),
   per_value_topics.
-- ``MeterSettings`` (frozen): name (``str | None``; ``None`` = topics use the serial),
-  host, port, unit, realtime_interval, energy_interval, timeout, read_only,
-  tariff_broadcast; property ``slug`` (``str | None``; see :func:`countis_bridge.topics.slugify`).
+- A meter's ``name`` also makes its topic slug (:func:`countis_bridge.topics.slugify`;
+  ``None`` = topics use the serial): it must have letters or digits and not be ``bridge``.
 
 Environment variables use the ``COUNTIS_`` prefix and ``__`` for nesting
 (``COUNTIS_MQTT__HOST``, ``COUNTIS_MQTT__TLS__ENABLED``); lists are JSON
@@ -38,6 +39,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import yaml
+from countis.config import DEFAULT_OFFLINE_AFTER, MAX_OFFLINE_AFTER, MeterConfig
 from countis.errors import ConfigError
 from pydantic import (
     BaseModel,
@@ -47,6 +49,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
@@ -140,43 +143,17 @@ class MqttSettings(BaseModel):
         return _check_topic(value)
 
 
-class MeterSettings(BaseModel):
-    """One meter to poll."""
-
-    model_config = _FROZEN
-
-    name: str | None = None
-    host: str = Field(min_length=1)
-    port: int = Field(default=502, ge=1, le=65535)
-    unit: int = Field(default=5, ge=1, le=255)
-    realtime_interval: float = Field(default=2.0, gt=0)
-    energy_interval: float = Field(default=10.0, gt=0)
-    timeout: float = Field(default=3.0, gt=0)
-    read_only: bool = False
-    tariff_broadcast: bool = False  # tariff writes go to unit 0: every meter of that host
-
-    @field_validator("name", "host", mode="before")
-    @classmethod
-    def _as_text(cls, value: Any) -> Any:
-        return _text(value)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip()
-        slug = slugify(value)
-        if not slug:
-            raise ValueError(f"{value!r} has no letters or digits to make a topic slug from")
-        if slug in RESERVED_SLUGS:
-            raise ValueError(f"{value!r} is reserved (topic slug {slug!r} is the bridge's own)")
-        return value
-
-    @property
-    def slug(self) -> str | None:
-        """Topic slug of the configured name; ``None`` when unnamed (use the serial)."""
-        return slugify(self.name) if self.name else None
+def _check_name(index: int, name: str) -> None:
+    """A meter name must make a usable topic slug that is not the bridge's own."""
+    slug = slugify(name)
+    if not slug:
+        msg = f"meters[{index}].name: {name!r} has no letters or digits to make a topic slug from"
+        raise ValueError(msg)
+    if slug in RESERVED_SLUGS:
+        msg = (
+            f"meters[{index}].name: {name!r} is reserved (topic slug {slug!r} is the bridge's own)"
+        )
+        raise ValueError(msg)
 
 
 class _FileSource(PydanticBaseSettingsSource):
@@ -203,8 +180,9 @@ class Settings(BaseSettings):
     )
 
     mqtt: MqttSettings = MqttSettings()
-    meters: tuple[MeterSettings, ...] = ()
-    offline_after: int = Field(default=3, ge=1)  # failed polls before a meter goes offline
+    meters: tuple[MeterConfig, ...] = ()
+    # Failed polls before a meter goes offline: every meter's default (a meter may set its own).
+    offline_after: int = Field(default=DEFAULT_OFFLINE_AFTER, ge=1, le=MAX_OFFLINE_AFTER)
     data_dir: Path = Path("./countis-data")  # partial-meter start/stop state
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -213,18 +191,46 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _meter_defaults(cls, data: Any) -> Any:
+        """The top-level ``offline_after`` is the default of every meter."""
+        if not isinstance(data, Mapping) or "offline_after" not in data:
+            return data
+        meters = data.get("meters")
+        if isinstance(meters, list | tuple):
+            default = {"offline_after": data["offline_after"]}
+            meters = [{**default, **m} if isinstance(m, Mapping) else m for m in meters]
+            return {**data, "meters": meters}
+        return data
+
+    @field_validator("meters", mode="before")
+    @classmethod
+    def _meter_text(cls, meters: Any) -> Any:
+        """YAML reads ``name: 2024`` or ``host: 1234`` as numbers: such fields are text."""
+        if not isinstance(meters, list | tuple):
+            return meters
+        texts = ("name", "host", "serial")
+        return [
+            {k: _text(v) if k in texts else v for k, v in m.items()}
+            if isinstance(m, Mapping)
+            else m
+            for m in meters
+        ]
+
     @field_validator("meters")
     @classmethod
-    def _unique(cls, meters: tuple[MeterSettings, ...]) -> tuple[MeterSettings, ...]:
+    def _unique(cls, meters: tuple[MeterConfig, ...]) -> tuple[MeterConfig, ...]:
         names: dict[str, int] = {}
         slugs: dict[str, int] = {}
         targets: dict[tuple[str, int, int], int] = {}
         for i, meter in enumerate(meters):
             if meter.name is not None:
+                _check_name(i, meter.name)
                 if (first := names.setdefault(meter.name.casefold(), i)) != i:
                     msg = f"meters[{i}].name: duplicate meter name {meter.name!r} (meters[{first}])"
                     raise ValueError(msg)
-                slug = meter.slug or ""
+                slug = slugify(meter.name)
                 if (first := slugs.setdefault(slug, i)) != i:
                     msg = (
                         f"meters[{i}].name: {meter.name!r} has the same topic slug {slug!r}"
@@ -250,6 +256,9 @@ class Settings(BaseSettings):
         return init_settings, env_settings, _FileSource(settings_cls)
 
 
+_FIELD_PROBLEM = re.compile(r"^([a-z_]+): (.+)$", re.S)
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -261,12 +270,15 @@ def _describe(error: ErrorDetails) -> str:
     """One error as ``field: problem`` (inputs shown for scalars, never for passwords)."""
     where = _location(error["loc"])
     kind = error["type"]
-    if kind == "extra_forbidden":
+    problem = error["msg"].removeprefix("Value error, ")
+    if kind == "value_error" and (named := _FIELD_PROBLEM.match(problem)):
+        # A library model names its own field ("port: must be ..."): join it to the place.
+        where, problem = f"{where}.{named.group(1)}", named.group(2)
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         problem = "unknown field"
     elif kind == "missing":
         problem = "required field is missing"
     else:
-        problem = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
         secret = "password" in where
         shown = isinstance(value, str) and value in problem  # e.g. "file not found: <path>"

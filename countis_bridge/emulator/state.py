@@ -1,36 +1,25 @@
 """The state file: the counters the real meter keeps in FRAM, as JSON.
 
-Written atomically (temporary file in the same directory, fsync, rename) so a crash
-leaves either the old or the new file, never half of one.
+Written durably (:mod:`countis_bridge.durable`): a crash leaves either the old or the new
+file, never half of one.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from countis.errors import ConfigError
 
+from countis_bridge.durable import write_durably
+
 FORMAT = 1
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` atomically."""
-    text = json.dumps(data, indent=1, sort_keys=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` as JSON to ``path`` atomically and durably."""
+    write_durably(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def read_state(path: Path) -> dict[str, Any] | None:

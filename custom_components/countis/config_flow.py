@@ -17,6 +17,12 @@ from homeassistant.core import callback
 from homeassistant.helpers import selector
 
 from countis.client import MeterClient
+from countis.config import (
+    DEFAULT_ENERGY_INTERVAL,
+    DEFAULT_PORT,
+    DEFAULT_REALTIME_INTERVAL,
+    DEFAULT_UNIT,
+)
 from countis.errors import (
     MeterConnectionError,
     MeterError,
@@ -34,10 +40,6 @@ from .const import (
     CONF_REALTIME_INTERVAL,
     CONF_UNIT,
     DEFAULT_COMMANDS,
-    DEFAULT_ENERGY_INTERVAL,
-    DEFAULT_PORT,
-    DEFAULT_REALTIME_INTERVAL,
-    DEFAULT_UNIT,
     DOMAIN,
     LOGGER,
     MAX_INTERVAL,

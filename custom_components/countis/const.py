@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Final
 
+from countis.config import DEFAULT_TIMEOUT
+
 DOMAIN: Final = "countis"
 LOGGER = logging.getLogger(__package__)
 MANUFACTURER: Final = "Socomec"
@@ -14,15 +16,11 @@ CONF_REALTIME_INTERVAL: Final = "realtime_interval"
 CONF_ENERGY_INTERVAL: Final = "energy_interval"
 CONF_COMMANDS: Final = "commands"
 
-DEFAULT_PORT: Final = 502
-# The E27/E28 factory Modbus address (manual: "Modbus address 5").
-DEFAULT_UNIT: Final = 5
-DEFAULT_REALTIME_INTERVAL: Final = 2.0
-DEFAULT_ENERGY_INTERVAL: Final = 10.0
 DEFAULT_COMMANDS: Final = True
-# One Modbus request round trip; a meter on the LAN answers in a few milliseconds.
-TIMEOUT: Final = 3.0
+# One Modbus request round trip (the library's default; tests shorten it).
+TIMEOUT: float = DEFAULT_TIMEOUT
 
+# The options form offers a practical range inside the library's limits.
 MIN_INTERVAL: Final = 1.0
 MAX_INTERVAL: Final = 3600.0
 

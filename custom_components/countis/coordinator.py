@@ -1,21 +1,20 @@
-"""One DataUpdateCoordinator per meter: realtime values every tick, energies when due.
+"""One DataUpdateCoordinator per meter: fetch through the meter session, translate errors.
+
+The session (countis.session.MeterSession, the same one the MQTT daemon drives) decides
+what a poll reads (realtime values every tick, energies when their interval is due),
+identifies the meter after every failure, runs each reading through the partial meters
+and the counter guard, and keeps the last accepted value of every key: no implausible
+counter value ever reaches Home Assistant's state machine (and so the recorder).
 
 Why one coordinator and not one per poll group: a meter is one Modbus connection, and it
 is either reachable or not. With one coordinator every entity goes unavailable and comes
-back together, the outage is logged once when it starts and once when it ends (the
-coordinator's own "Error fetching" / "recovered" lines), and a command can refresh
-everything in one call. The energy group is read on the tick where its interval has
-elapsed (and always after a failure or a command), so the meter sees the same requests as
-with two timers.
-
-Each energy reading goes through the partial-meter state machine (start/stop run here, not
-in the meter) and then through the counter guard, so no implausible counter value ever
-reaches the state machine of Home Assistant (and so the recorder).
+back together, and the outage is logged once when it starts and once when it ends (the
+coordinator's own "Error fetching" / "recovered" lines).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -25,12 +24,12 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
-from countis.catalogue import Group, keys_for_groups
-from countis.client import MeterClient
+from countis.config import DEFAULT_ENERGY_INTERVAL, DEFAULT_REALTIME_INTERVAL, MeterConfig
 from countis.errors import (
     CommandError,
     MeterConnectionError,
@@ -38,40 +37,39 @@ from countis.errors import (
     MeterTimeoutError,
     ModbusExceptionError,
     NotACountisError,
+    ReadOnlyError,
+    WrongMeterError,
 )
-from countis.guard import CounterGuard
-from countis.models import MeterIdentity, MeterReading, PartialAction, ValueType
-from countis.partial import PartialMeter
+from countis.models import MeterIdentity, PartialAction, ValueType
+from countis.session import MeterSession
 
+from . import const
 from .const import (
     CONF_COMMANDS,
     CONF_ENERGY_INTERVAL,
     CONF_REALTIME_INTERVAL,
+    CONF_UNIT,
     DEFAULT_COMMANDS,
-    DEFAULT_ENERGY_INTERVAL,
-    DEFAULT_REALTIME_INTERVAL,
     DOMAIN,
     LOGGER,
+    STORAGE_VERSION,
+    storage_key,
 )
 
-REALTIME_KEYS = keys_for_groups({Group.REALTIME})
-ENERGY_KEYS = keys_for_groups({Group.ENERGY})
-ALL_KEYS = REALTIME_KEYS + ENERGY_KEYS
 # Persist the partial state (its last raw values) about this often between commands;
 # Home Assistant's Store also writes pending data when it shuts down.
 PARTIAL_SAVE_INTERVAL = timedelta(seconds=60)
 
 type CountisConfigEntry = ConfigEntry[CountisRuntimeData]
-type PartialStore = Store[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CountisData:
-    """What the entities show: published values plus the raw reading behind them."""
+    """What the entities show: accepted values plus the raw reading behind them."""
 
     values: Mapping[str, ValueType]  # after partial start/stop and the counter guard
     raw: Mapping[str, ValueType]  # as read from the meter (diagnostics)
-    timestamp: float  # of the newest reading
+    timestamp: float | None  # of the newest reading
 
     def __post_init__(self) -> None:
         """Freeze the mappings."""
@@ -83,10 +81,8 @@ class CountisData:
 class CountisRuntimeData:
     """Everything a loaded entry holds (``entry.runtime_data``)."""
 
-    client: MeterClient
-    identity: MeterIdentity
     coordinator: CountisCoordinator
-    options: Mapping[str, Any]  # as loaded; the update listener reloads when they change
+    store: PartialStore
 
 
 def option(entry: ConfigEntry, key: str) -> Any:
@@ -97,6 +93,23 @@ def option(entry: ConfigEntry, key: str) -> Any:
         CONF_COMMANDS: DEFAULT_COMMANDS,
     }
     return entry.options.get(key, defaults[key])
+
+
+def meter_config(entry: ConfigEntry) -> MeterConfig:
+    """The entry as the library's meter configuration (the serial is the entry's own)."""
+    return MeterConfig(
+        host=entry.data[CONF_HOST],
+        port=entry.data[CONF_PORT],
+        unit=entry.data[CONF_UNIT],
+        serial=entry.unique_id,
+        name=entry.title,
+        timeout=const.TIMEOUT,
+        realtime_interval=float(option(entry, CONF_REALTIME_INTERVAL)),
+        energy_interval=float(option(entry, CONF_ENERGY_INTERVAL)),
+        read_only=not option(entry, CONF_COMMANDS),
+        # Home Assistant marks entities unavailable at the first failed update.
+        offline_after=1,
+    )
 
 
 def where(entry: ConfigEntry) -> dict[str, str]:
@@ -111,8 +124,13 @@ def translate_error[E: HomeAssistantError](kind: type[E], err: MeterError, entry
         key = "timeout"
     elif isinstance(err, MeterConnectionError):
         key = "cannot_connect"
+    elif isinstance(err, WrongMeterError):
+        key = "wrong_meter"
+        placeholders |= {"found": err.found, "expected": err.expected}
     elif isinstance(err, NotACountisError):
         key = "not_countis"
+    elif isinstance(err, ReadOnlyError):
+        key = "read_only"
     elif isinstance(err, CommandError):
         key = "command_failed"
     elif isinstance(err, ModbusExceptionError):
@@ -125,169 +143,125 @@ def translate_error[E: HomeAssistantError](kind: type[E], err: MeterError, entry
     )
 
 
+class PartialStore:
+    """The partial-meter state in Home Assistant's storage, one Store per meter serial."""
+
+    def __init__(self, hass: HomeAssistant) -> None:
+        """No Store is opened before the session asks for one."""
+        self._hass = hass
+        self._stores: dict[str, Store[dict[str, Any]]] = {}
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._save_at: datetime | None = None
+
+    def _store(self, serial: str) -> Store[dict[str, Any]]:
+        if serial not in self._stores:
+            self._stores[serial] = Store(self._hass, STORAGE_VERSION, storage_key(serial))
+        return self._stores[serial]
+
+    async def load(self, serial: str) -> Mapping[str, Any] | None:
+        """The saved state of a meter, or None."""
+        return await self._store(serial).async_load()
+
+    def save(self, serial: str, state: Mapping[str, Any], *, urgent: bool) -> None:
+        """Write a command's change soon; routine ones at most every minute.
+
+        Store.async_delay_save restarts its timer on every call: aim every routine call at
+        the same moment so polls more frequent than the interval do not postpone it forever.
+        """
+        now = dt_util.utcnow()
+        if urgent or self._save_at is None:
+            self._save_at = now if urgent else now + PARTIAL_SAVE_INTERVAL
+        delay = max(0.0, (self._save_at - now).total_seconds())
+        if delay == 0:
+            self._save_at = None
+        data = self._latest[serial] = dict(state)
+        self._store(serial).async_delay_save(lambda: data, delay)
+
+    async def async_flush(self) -> None:
+        """Write the latest state of every meter now (unload)."""
+        for serial, data in self._latest.items():
+            await self._store(serial).async_save(data)
+
+
 class CountisCoordinator(DataUpdateCoordinator[CountisData]):
-    """Polls one meter; runs the partial-meter state machine and the counter guard."""
+    """Polls one meter through its session."""
 
     config_entry: CountisConfigEntry
 
     def __init__(
-        self,
-        hass: HomeAssistant,
-        entry: CountisConfigEntry,
-        *,
-        client: MeterClient,
-        identity: MeterIdentity,
-        store: PartialStore,
-        partial: PartialMeter,
+        self, hass: HomeAssistant, entry: CountisConfigEntry, session: MeterSession
     ) -> None:
-        """Intervals come from the entry's options (a change reloads the entry)."""
-        realtime = float(option(entry, CONF_REALTIME_INTERVAL))
-        energy = float(option(entry, CONF_ENERGY_INTERVAL))
-        tick = min(realtime, energy)
+        """Tick at the shorter interval; the session reads energies when they are due."""
+        config = session.config
+        tick = min(config.realtime_interval, config.energy_interval)
         super().__init__(
             hass,
             LOGGER,
             config_entry=entry,
-            name=f"COUNTIS {identity.serial_number}",
+            name=f"COUNTIS {entry.unique_id}",
             update_interval=timedelta(seconds=tick),
         )
-        self.client = client
-        self.identity = identity
-        self.partial = partial
-        self.guard = CounterGuard()
-        self._store = store
-        # Ticks jitter by a fraction of a second: read energies on the tick nearest the
+        self.session = session
+        # Ticks jitter by a fraction of a second: read energies on the tick nearest their
         # interval, not one tick late.
-        self._energy_interval = timedelta(seconds=energy - tick / 2)
-        self._energy_at: datetime | None = None
-        self._energy_due = True
-        self._raw: dict[str, ValueType] = {}
-        self._values: dict[str, ValueType] = {}
-        self._save_at: datetime | None = None
+        self._early = tick / 2
 
-    def _energy_wanted(self, now: datetime) -> bool:
-        return (
-            self._energy_due
-            or self._energy_at is None
-            or not self.last_update_success
-            or now - self._energy_at >= self._energy_interval
-        )
-
-    async def _read(self, keys: tuple[str, ...]) -> MeterReading:
-        try:
-            return await self.client.read(keys)
-        except MeterError as err:
-            self._energy_due = True  # read everything again once the meter is back
-            raise translate_error(UpdateFailed, err, self.config_entry) from err
+    @property
+    def identity(self) -> MeterIdentity:
+        """The meter's identity (known once the first refresh succeeded)."""
+        identity = self.session.identity
+        assert identity is not None, "read before the first refresh"
+        return identity
 
     async def _async_update_data(self) -> CountisData:
-        """Read the meter: realtime always, energies when due; check every counter."""
-        now = dt_util.utcnow()
-        with_energy = self._energy_wanted(now)
-        reading = await self._read(ALL_KEYS if with_energy else REALTIME_KEYS)
-        if not with_energy:
-            return self._merge(reading, dict(reading.values))
-        published, held = self._checked(reading)
-        if held:
-            # The guard holds a counter's first value until a second reading confirms it
-            # (start-up, or a new key): confirm at once rather than one energy poll later.
-            energy = await self._read(ENERGY_KEYS)
-            checked, _ = self._checked(energy)
-            published = {k: v for k, v in published.items() if k not in energy.values}
-            published.update(checked)
-            reading = MeterReading(
-                timestamp=energy.timestamp, values={**reading.values, **energy.values}
-            )
-        self._energy_at, self._energy_due = now, False
-        self._schedule_save(now)
-        return self._merge(reading, published)
+        """Read the meter through the session: realtime always, energies when due."""
+        try:
+            await self.session.poll(early=self._early, force=True)
+        except WrongMeterError as err:
+            self._wrong_meter(err)
+            raise translate_error(UpdateFailed, err, self.config_entry) from err
+        except MeterError as err:
+            raise translate_error(UpdateFailed, err, self.config_entry) from err
+        ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
+        return self._data()
 
-    def _schedule_save(self, now: datetime) -> None:
-        """Keep one write of the partial state pending, due at most an interval from now.
+    def _data(self) -> CountisData:
+        session = self.session
+        return CountisData(values=session.values, raw=session.raw, timestamp=session.timestamp)
 
-        Store.async_delay_save restarts its timer on every call: aim every call at the
-        same moment so polls more frequent than the interval do not postpone it forever.
-        """
-        if self._save_at is None:
-            self._save_at = now + PARTIAL_SAVE_INTERVAL
-        delay = (self._save_at - now).total_seconds()
-        if delay <= 0:
-            delay, self._save_at = 0.0, now + PARTIAL_SAVE_INTERVAL
-        self._store.async_delay_save(self.partial.to_dict, delay)
+    @property
+    def _issue_id(self) -> str:
+        return f"wrong_meter_{self.config_entry.entry_id}"
 
-    def _checked(self, reading: MeterReading) -> tuple[dict[str, ValueType], bool]:
-        """Screening, partial start/stop, then the guard: values to publish, any held."""
-        # A corrupt reading (a lifetime counter went down) keeps its partial and balance
-        # values away from the partial meters; their entities go unavailable meanwhile.
-        screened = self.guard.screen(reading.values)
-        if screened.suspect:
-            LOGGER.debug("%s: corrupt reading, withheld %s", self.name, sorted(screened.withheld))
-        values = self.partial.apply(screened.values)
-        if self.partial.meter_reset_detected:
-            # Reset on the front panel (or while Home Assistant was away).
-            self.guard.note_partial_reset()
-        result = self.guard.check(values, reading.timestamp)
-        if result.rejected:
-            LOGGER.debug("%s: counter values rejected: %s", self.name, dict(result.rejected))
-        return dict(result.values), bool(result.held)
+    def _wrong_meter(self, err: WrongMeterError) -> None:
+        """Another meter answers at the address: tell the user (a repair issue)."""
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            self._issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key="wrong_meter",
+            translation_placeholders={
+                **where(self.config_entry),
+                "found": err.found,
+                "expected": err.expected,
+                "title": self.config_entry.title,
+            },
+        )
 
-    def _merge(self, reading: MeterReading, published: dict[str, ValueType]) -> CountisData:
-        """New values replace old ones; a read key without a value to publish is dropped."""
-        self._raw.update(reading.values)
-        for key in reading.values:
-            if key in published:
-                self._values[key] = published[key]
-            else:
-                # Rejected by the guard or withheld by the partial meter: the entity goes
-                # unavailable rather than show a stale or wrong counter.
-                self._values.pop(key, None)
-        return CountisData(values=self._values, raw=self._raw, timestamp=reading.timestamp)
-
-    async def async_refresh_all(self) -> None:
-        """Refresh now, energies included (after a command)."""
-        self._energy_due = True
-        await self.async_refresh()
-
-    def _check_commands(self) -> None:
-        if not option(self.config_entry, CONF_COMMANDS):
-            raise HomeAssistantError(translation_domain=DOMAIN, translation_key="read_only")
-
-    async def _command(self, command: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    async def _command(self, command: Callable[[], Awaitable[object]]) -> None:
         """Run a meter command; errors become translated HomeAssistantErrors."""
-        self._check_commands()
         try:
             await command()
         except MeterError as err:
             raise translate_error(HomeAssistantError, err, self.config_entry) from err
+        self.async_set_updated_data(self._data())
 
     async def async_set_tariff(self, tariff: int) -> None:
-        """Switch the meter to tariff 1 or 2 (confirmed by read-back) and refresh."""
-        await self._command(lambda: self.client.set_tariff(tariff))
-        await self.async_refresh_all()
+        """Switch the meter to tariff 1 or 2 (confirmed by read-back)."""
+        await self._command(lambda: self.session.set_tariff(tariff))
 
     async def async_partial(self, action: PartialAction) -> None:
         """Start, stop (in Home Assistant) or reset (in the meter) the partial meters."""
-        if action is PartialAction.RESET:
-            await self._command(self.client.reset_partial)
-            self.partial.reset()
-            self.guard.note_partial_reset()
-        else:
-            self._check_commands()
-            # Start and stop act on the last reading: make it a fresh one.
-            await self.async_refresh_all()
-            if not self.last_update_success:
-                raise HomeAssistantError(
-                    translation_domain=DOMAIN,
-                    translation_key="communication_error",
-                    translation_placeholders={"error": str(self.last_exception)},
-                )
-            if action is PartialAction.START:
-                self.partial.start()
-            else:
-                self.partial.stop()
-        await self._store.async_save(self.partial.to_dict())
-        await self.async_refresh_all()
-
-    async def async_save_partial(self) -> None:
-        """Write the partial state now (unload)."""
-        await self._store.async_save(self.partial.to_dict())
+        await self._command(lambda: self.session.partial_command(action))

@@ -19,14 +19,15 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """Everything needed to understand a report, without the meter's address."""
     coordinator = entry.runtime_data.coordinator
+    session = coordinator.session
     data = coordinator.data
-    guard = coordinator.guard
+    guard = session.guard
     return {
         "entry": {
             "data": async_redact_data(dict(entry.data), TO_REDACT),
             "options": dict(entry.options),
         },
-        "identity": asdict(entry.runtime_data.identity),
+        "identity": asdict(session.identity) if session.identity else None,
         "poll": {
             "last_update_success": coordinator.last_update_success,
             # The exception type only: its message names the meter's address.
@@ -39,9 +40,10 @@ async def async_get_config_entry_diagnostics(
         },
         "raw_values": dict(data.raw) if data else None,
         "published_values": dict(data.values) if data else None,
-        "partial": coordinator.partial.to_dict(),
+        "partial": session.partial.to_dict(),
         "guard": {
             "rejections": dict(guard.rejections),
             "rebases": dict(guard.rebases),
         },
+        "stats": session.stats.as_dict(),
     }

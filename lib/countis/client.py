@@ -1,56 +1,39 @@
 """Async client of one COUNTIS E2x meter over Modbus TCP: identify, read, commands.
 
-Reads (polls, identification) go through the lean hand-framed FC3 path of
-:mod:`countis.modbus_tcp`: at 1,000 meters pymodbus's client was most of the bridge's CPU
-(see bench/README.md). Writes (tariff, partial reset, broadcasts) are rare and go through
-pymodbus: this is the only module that imports the pymodbus client, and every pymodbus
-error and every Modbus exception response is translated into :mod:`countis.errors` here.
-Each call runs under one lock per meter and each request under one timeout. After any
-failure other than an exception response the connection is dropped and the next call
-opens a fresh one.
+Every request, read or write, goes through one connection of :mod:`countis.modbus_tcp`
+(hand-framed FC3/FC6; at 1,000 meters a general-purpose Modbus client was most of the
+bridge's CPU, see bench/README.md), which raises only :mod:`countis.errors`. Each call runs
+under one lock per meter and each request under one timeout. After any failure other than
+an exception response the connection is dropped and the next call opens a fresh one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from functools import lru_cache, partial
+from functools import lru_cache
 from types import TracebackType
-from typing import Any, Self
-
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException
+from typing import Self
 
 from countis import codec
 from countis.catalogue import VALUE_KEYS
-from countis.errors import (
-    CommandError,
-    MeterConnectionError,
-    MeterTimeoutError,
-    ModbusExceptionError,
-    NotACountisError,
-    ProtocolError,
-)
-from countis.modbus_tcp import ModbusTcpConnection, exception_message
+from countis.config import DEFAULT_PORT, DEFAULT_TIMEOUT, DEFAULT_UNIT
+from countis.errors import CommandError, ModbusExceptionError, NotACountisError
+from countis.modbus_tcp import BROADCAST_UNIT, ModbusTcpConnection
 from countis.models import MeterIdentity, MeterReading
 from countis.plan import plan_reads
 from countis.registers import BLOCK_BY_NAME, BY_NAME
 from countis.values import Conversion, compile_values, registers_for
 
-# pymodbus renamed the unit-id keyword ("slave" up to 3.8, "device_id" later): ask the
-# signature once instead of comparing version strings.
-_UNIT_KEYWORD = (
-    "device_id"
-    if "device_id" in inspect.signature(AsyncModbusTcpClient.read_holding_registers).parameters
-    else "slave"
-)
-BROADCAST_UNIT = 0
+# Nobody confirms a broadcast: the meters get this long to act on it before the next
+# request (Modbus practice; it also keeps the broadcast and the read-back in separate
+# TCP segments for gateways that take one frame per segment).
 BROADCAST_TURNAROUND = 0.1  # seconds
-_BROADCAST_KW: dict[str, Any] = {_UNIT_KEYWORD: BROADCAST_UNIT}
+#: Opens a connection: (host, port, seconds, where) -> connection. Tests inject their own.
+Connector = Callable[[str, int, float, str], Awaitable[ModbusTcpConnection]]
 _IDENT = BLOCK_BY_NAME["product_identification"]
 _MID = BY_NAME["mid_status"]
 _SET_TARIFF = BY_NAME["set_tariff_number"]
@@ -165,20 +148,26 @@ class MeterClient:
     """
 
     # A bridge keeps one per meter for its whole life: no per-instance dict.
-    __slots__ = ("_conn", "_lock", "_unit_kw", "_where", "_writing", "host", "port", "timeout",
-                 "unit")  # fmt: skip
+    __slots__ = ("_conn", "_connect", "_lock", "_where", "host", "port", "timeout", "unit")
 
-    def __init__(self, host: str, port: int = 502, unit: int = 5, timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int = DEFAULT_PORT,
+        unit: int = DEFAULT_UNIT,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        connect: Connector | None = None,
+    ) -> None:
         """Store the address only; the connection opens on the first call."""
         self.host = host
         self.port = port
         self.unit = unit
         self.timeout = timeout
         self._where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self._unit_kw: dict[str, Any] = {_UNIT_KEYWORD: unit}
         self._lock = asyncio.Lock()
-        self._conn: ModbusTcpConnection | None = None  # the read path's connection
-        self._writing = False  # a pymodbus write is waiting for its answer
+        self._conn: ModbusTcpConnection | None = None
+        self._connect = connect or _open
 
     async def __aenter__(self) -> Self:
         """Nothing to do: connecting happens on demand, so an offline meter is no error here."""
@@ -245,10 +234,6 @@ class MeterClient:
             raise CommandError(msg)
         async with self._lock:
             await self._write(_SET_TARIFF.address, tariff, broadcast=broadcast)
-            if broadcast:
-                # Nobody confirms a broadcast: give the meters a turnaround delay to act on
-                # it (Modbus practice) before asking this one.
-                await asyncio.sleep(BROADCAST_TURNAROUND)
             active = (await self._words(_TARIFF.address, 1))[0] & 0xFF
         if active != tariff:
             msg = f"{self._where}: tariff {tariff} written but the meter reports {active}"
@@ -259,23 +244,21 @@ class MeterClient:
         async with self._lock:
             await self._write(_RESET_PARTIAL.address, RESET_PARTIAL_ALL)
 
-    # ------------------------------------------------------------ read path (lean)
-    async def _fc3(self, address: int, count: int) -> bytes:
-        """The data bytes of one FC3 read, on the read connection (opened if need be).
-
-        Any failure but an exception response (a valid answer: the stream is still in
-        step) drops the connection.
-        """
+    # ------------------------------------------------------------ requests
+    async def _connection(self) -> ModbusTcpConnection:
         conn = self._conn
         if conn is None or not conn.connected:
             self.close()
-            conn = self._conn = await ModbusTcpConnection.open(
-                self.host, self.port, seconds=self.timeout, where=self._where
-            )
+            conn = self._conn = await self._connect(self.host, self.port, self.timeout, self._where)
+        return conn
+
+    async def _fc3(self, address: int, count: int) -> bytes:
+        """The data bytes of one FC3 read (the connection is opened if need be)."""
+        conn = await self._connection()
         try:
             return await conn.read_registers(self.unit, address, count)
         except ModbusExceptionError:
-            raise
+            raise  # a valid answer: the stream is still in step
         except BaseException:
             self.close()  # timed out, bad frame, lost or cancelled mid-request
             raise
@@ -283,86 +266,19 @@ class MeterClient:
     async def _words(self, address: int, count: int) -> list[int]:
         return list(struct.unpack(f">{count}H", await self._fc3(address, count)))
 
-    # ------------------------------------------------------------ write path (pymodbus)
     async def _write(self, address: int, value: int, *, broadcast: bool = False) -> None:
-        """One FC6 write on a pymodbus connection of its own, closed afterwards.
-
-        Commands are rare; the read connection is closed first (the next read reopens it)
-        so a meter never sees more than one connection of ours: many accept only a few.
-        """
-        self.close()
-        client = AsyncModbusTcpClient(
-            self.host,
-            port=self.port,
-            # retries=0 and reconnect_delay=0: our own timeout and reconnect decide.
-            # pymodbus's timeout is longer than ours so that ours always fires first.
-            timeout=self.timeout + 1.0,
-            retries=0,
-            reconnect_delay=0,
-            trace_connect=lambda connected: self._on_write_link(client, connected),
-        )
+        """One FC6 write to this meter, or to unit 0 (every meter behind the address)."""
+        conn = await self._connection()
         try:
-            await self._connect(client)
-            if broadcast:
-                # Unit 0 is a broadcast: the meter acts but never answers, so don't wait.
-                call = partial(
-                    client.write_register,
-                    address,
-                    value,
-                    no_response_expected=True,
-                    **_BROADCAST_KW,
-                )
-            else:
-                call = partial(client.write_register, address, value, **self._unit_kw)
-            await self._execute(call, address)
-        finally:
-            client.close()
+            await conn.write_register(BROADCAST_UNIT if broadcast else self.unit, address, value)
+        except ModbusExceptionError:
+            raise
+        except BaseException:
+            self.close()
+            raise
+        if broadcast:
+            await asyncio.sleep(BROADCAST_TURNAROUND)
 
-    async def _connect(self, client: AsyncModbusTcpClient) -> None:
-        try:
-            async with asyncio.timeout(self.timeout):
-                ok = await client.connect()
-        except TimeoutError as err:
-            msg = f"{self._where}: connection timed out after {self.timeout:g} s"
-            raise MeterConnectionError(msg) from err
-        except OSError as err:
-            msg = f"cannot connect to {self._where}: {err}"
-            raise MeterConnectionError(msg) from err
-        if not ok or not client.connected:
-            msg = f"cannot connect to {self._where}"
-            raise MeterConnectionError(msg)
 
-    def _on_write_link(self, client: AsyncModbusTcpClient, connected: bool) -> None:
-        """Connection callback: a drop during a write fails it at once, not at the timeout."""
-        future = getattr(getattr(client, "ctx", None), "response_future", None)
-        if (
-            not connected
-            and self._writing
-            and isinstance(future, asyncio.Future)
-            and not future.done()
-        ):
-            future.set_exception(ConnectionException("connection lost"))
-
-    async def _execute(self, call: partial[Any], address: int) -> Any:
-        """Run one pymodbus request under the timeout; translate every failure."""
-        self._writing = True
-        try:
-            async with asyncio.timeout(self.timeout):
-                response = await call()
-        except TimeoutError as err:
-            msg = f"{self._where} unit {self.unit}: no answer within {self.timeout:g} s"
-            raise MeterTimeoutError(msg) from err
-        except (ConnectionException, OSError) as err:
-            msg = f"{self._where}: connection lost"
-            raise MeterConnectionError(msg) from err
-        except ModbusException as err:
-            msg = f"{self._where}: bad answer ({err})"
-            raise ProtocolError(msg) from err
-        finally:
-            self._writing = False
-        if response is not None and response.isError():
-            code = int(getattr(response, "exception_code", 0))
-            raise ModbusExceptionError(
-                code, exception_message(self._where, self.unit, code, address)
-            )
-        return response
+async def _open(host: str, port: int, seconds: float, where: str) -> ModbusTcpConnection:
+    return await ModbusTcpConnection.open(host, port, seconds=seconds, where=where)

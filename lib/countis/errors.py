@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class CountisError(Exception):
-    """Base of every error raised by countis-bridge."""
+    """Base of every error raised by countis and countis-bridge."""
 
 
 class MeterError(CountisError):
@@ -40,6 +40,16 @@ class NotACountisError(MeterError):
     """The device answers Modbus but is not a Socomec COUNTIS E2x meter."""
 
 
+class WrongMeterError(MeterError):
+    """Another meter than the expected one answers at the configured address."""
+
+    def __init__(self, message: str, *, found: str, expected: str) -> None:
+        """Keep both serial numbers."""
+        super().__init__(message)
+        self.found = found
+        self.expected = expected
+
+
 class CommandError(MeterError):
     """A command was rejected or its effect could not be confirmed by read-back."""
 
@@ -52,5 +62,5 @@ class CodecError(CountisError, ValueError):
     """A value cannot be encoded to, or decoded from, the register words given."""
 
 
-class ConfigError(CountisError):
-    """The configuration is missing or invalid."""
+class ConfigError(CountisError, ValueError):
+    """The configuration is missing or invalid (a ValueError: validators report it as such)."""

@@ -39,8 +39,14 @@ class _Stem:
     options: tuple[str, ...] = ()
 
 
-_ENERGY = {"device_class": "energy", "precision": 2}
-_REACTIVE = {"device_class": "reactive_energy", "precision": 2}
+def _energy(name: str) -> _Stem:
+    return _Stem(name=name, device_class="energy", precision=2)
+
+
+def _reactive(name: str) -> _Stem:
+    return _Stem(name=name, device_class="reactive_energy", precision=2)
+
+
 _STEMS: dict[str, _Stem] = {
     "voltage": _Stem(name="Voltage", device_class="voltage", precision=1),
     "voltage_ll": _Stem(name="Line voltage", device_class="voltage", precision=1),
@@ -55,27 +61,19 @@ _STEMS: dict[str, _Stem] = {
     "phase_sequence": _Stem(name="Phase sequence", device_class="enum", icon="mdi:rotate-right",
                             entity_category="diagnostic", options=("123", "132", "unknown")),
     "tariff": _Stem(name="Tariff", icon="mdi:cash-clock"),
-    "energy_import": _Stem(name="Energy import", **_ENERGY),
-    "energy_export": _Stem(name="Energy export", **_ENERGY),
-    "reactive_energy_import": _Stem(name="Reactive energy import", **_REACTIVE),
-    "reactive_energy_export": _Stem(name="Reactive energy export", **_REACTIVE),
+    "energy_import": _energy("Energy import"),
+    "energy_export": _energy("Energy export"),
+    "reactive_energy_import": _reactive("Reactive energy import"),
+    "reactive_energy_export": _reactive("Reactive energy export"),
     "apparent_energy": _Stem(name="Apparent energy", precision=2),
-    "reactive_energy_import_inductive": _Stem(
-        name="Inductive reactive energy import", **_REACTIVE
-    ),
-    "reactive_energy_import_capacitive": _Stem(
-        name="Capacitive reactive energy import", **_REACTIVE
-    ),
-    "reactive_energy_export_inductive": _Stem(
-        name="Inductive reactive energy export", **_REACTIVE
-    ),
-    "reactive_energy_export_capacitive": _Stem(
-        name="Capacitive reactive energy export", **_REACTIVE
-    ),
+    "reactive_energy_import_inductive": _reactive("Inductive reactive energy import"),
+    "reactive_energy_import_capacitive": _reactive("Capacitive reactive energy import"),
+    "reactive_energy_export_inductive": _reactive("Inductive reactive energy export"),
+    "reactive_energy_export_capacitive": _reactive("Capacitive reactive energy export"),
     "tariff_time": _Stem(name="Time in tariff", device_class="duration", precision=2,
                          entity_category="diagnostic"),
-    "energy_balance": _Stem(name="Energy balance", **_ENERGY),
-    "reactive_energy_balance": _Stem(name="Reactive energy balance", **_REACTIVE),
+    "energy_balance": _energy("Energy balance"),
+    "reactive_energy_balance": _reactive("Reactive energy balance"),
 }  # fmt: skip
 # Shown by default (the rest is there, disabled, for those who want it): what a household
 # or a sub-meter dashboard uses.

@@ -18,14 +18,13 @@ from pymodbus.datastore import (
 from pymodbus.server import ModbusTcpServer
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from countis.config import DEFAULT_ENERGY_INTERVAL, DEFAULT_REALTIME_INTERVAL
 from countis_bridge.emulator import EmulatedMeter, EmulatorServer
 from custom_components.countis.const import (
     CONF_COMMANDS,
     CONF_ENERGY_INTERVAL,
     CONF_REALTIME_INTERVAL,
     CONF_UNIT,
-    DEFAULT_ENERGY_INTERVAL,
-    DEFAULT_REALTIME_INTERVAL,
     DOMAIN,
 )
 

@@ -14,10 +14,9 @@ from pytest_homeassistant_custom_component.common import (
     async_fire_time_changed,
 )
 
+from countis.config import DEFAULT_ENERGY_INTERVAL, DEFAULT_REALTIME_INTERVAL
 from countis_bridge.emulator import EmulatedMeter, ManualClock
 from custom_components.countis.const import (
-    DEFAULT_ENERGY_INTERVAL,
-    DEFAULT_REALTIME_INTERVAL,
     storage_key,
 )
 

@@ -66,7 +66,7 @@ async def test_partial_and_balance_values_never_move_with_a_corrupt_reading(
         getattr(meter.faults, fault)(False)
         await asyncio.sleep(1.0)
         corrupt = bridge.pollers[0].stats.corrupt_readings
-        partial_running = bridge.pollers[0].partial.running
+        partial_running = bridge.pollers[0].session.partial.running
 
     keys = PARTIAL_COUNTER_KEYS | BALANCE_KEYS
     states = [counters(m, keys) for m in mqtt_recorder.snapshot(STATE)]

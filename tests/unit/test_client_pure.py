@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import struct
 
@@ -15,7 +14,6 @@ from countis.registers import BY_NAME
 from countis.values import registers_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pymodbus.client import AsyncModbusTcpClient
 
 from countis_bridge.readcmd import MENUS, menu_of, parse_target, render_json, render_table
 
@@ -80,13 +78,6 @@ def test_foreign_devices_are_refused(fields: dict[str, codec.Value]) -> None:
 def test_zeros_are_not_a_countis() -> None:
     with pytest.raises(NotACountisError):
         client._decode_identity([0] * client._IDENT.words)
-
-
-def test_unit_keyword_matches_the_installed_pymodbus() -> None:
-    params = inspect.signature(AsyncModbusTcpClient.read_holding_registers).parameters
-    assert client._UNIT_KEYWORD in params
-    assert client._UNIT_KEYWORD in {"slave", "device_id"}
-    assert client._UNIT_KEYWORD in inspect.signature(AsyncModbusTcpClient.write_register).parameters
 
 
 def test_plans_are_cached_and_cover_the_keys() -> None:

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytest
 from countis.catalogue import VALUE_KEYS
 from countis.models import MeterIdentity
 from countis.presentation import BUTTONS, SENSORS, TARIFF_SELECT
@@ -26,7 +25,6 @@ from countis_bridge.discovery import (
     device_config,
     discovery_messages,
     entity_configs,
-    removal_messages,
 )
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -232,35 +230,3 @@ def test_discovery_messages() -> None:
     for topic, payload in messages:
         if payload:
             assert json.loads(payload)["unique_id"].endswith(topic.split("/")[-2])
-
-
-def test_removal_of_a_meter_that_is_gone() -> None:
-    messages = removal_messages(SERIAL, "main", DEVICE)
-    assert all(payload == "" for _, payload in messages)
-    topics = [t for t, _ in messages]
-    assert len(topics) == len(set(topics))
-    assert topics[0] == f"homeassistant/device/countis_{SERIAL}/config"
-    assert f"homeassistant/sensor/countis_{SERIAL}/power/config" in topics
-    assert f"homeassistant/button/countis_{SERIAL}/partial_reset/config" in topics
-    assert f"homeassistant/select/countis_{SERIAL}/active_tariff/config" in topics
-    assert "countis/main/state" in topics
-    assert "countis/main/availability" in topics
-    assert "countis/main/energy_import" in topics
-    assert "countis/bridge/availability" not in topics
-    assert len(topics) == 1 + len(SENSORS) + len(COMMAND_KEYS) + 2 + len(VALUE_KEYS)
-
-
-def test_removal_without_a_slug_clears_discovery_only() -> None:
-    topics = [t for t, _ in removal_messages(SERIAL, None, DEVICE)]
-    assert len(topics) == 1 + len(SENSORS) + len(COMMAND_KEYS)
-    assert not [t for t in topics if t.startswith("countis/")]
-
-
-def test_removal_of_some_entities() -> None:
-    messages = removal_messages(SERIAL, "main", ENTITY, keys=["partial_start", "power"])
-    assert messages == [
-        (f"homeassistant/button/countis_{SERIAL}/partial_start/config", ""),
-        (f"homeassistant/sensor/countis_{SERIAL}/power/config", ""),
-    ]
-    with pytest.raises(KeyError):
-        removal_messages(SERIAL, "main", ENTITY, keys=["no_such_key"])

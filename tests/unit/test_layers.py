@@ -51,6 +51,7 @@ LAYERS: dict[str, dict[str, str]] = {
         "commands": "pure",
         "durable": "adapters",
         "retained": "adapters",
+        "partial_store": "adapters",
         "mqtt": "adapters",
         "settings": "adapters",
         "emulator": "adapters",

@@ -7,10 +7,11 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from countis.config import MeterConfig
+from countis.schedule import energy_offset
 
 from countis_bridge.discovery import DiscoveryOptions
 from countis_bridge.mqtt import BrokerOptions
-from countis_bridge.poller import PollerConfig, energy_offset
 from countis_bridge.service import Bridge, BridgeConfig
 
 
@@ -24,7 +25,7 @@ def test_energy_offsets_are_whole_realtime_ticks_spread_over_the_energy_interval
 
 def fleet(tmp_path: Path, count: int, realtime: float = 1.0, energy: float = 10.0) -> Bridge:
     meters = [
-        PollerConfig(
+        MeterConfig(
             name=f"m{i}", host="127.0.0.1", realtime_interval=realtime, energy_interval=energy
         )
         for i in range(count)

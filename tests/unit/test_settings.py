@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import os
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 from typing import Any
 
 import pytest
+from countis.config import MeterConfig
 from countis.errors import ConfigError
 from pydantic import SecretStr, ValidationError
 
 from countis_bridge.cli import build_parser
 from countis_bridge.settings import (
-    MeterSettings,
     MqttSettings,
     Settings,
     load_settings,
     settings_overrides_from_args,
 )
+from countis_bridge.topics import slugify
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = """\
@@ -56,8 +58,8 @@ def test_the_minimal_file_of_the_issue_loads(tmp_path: Path) -> None:
     assert settings.mqtt.base_topic == "countis"
     assert settings.mqtt.discovery_prefix == "homeassistant"
     (meter,) = settings.meters
-    assert meter == MeterSettings(name="Main", host="192.168.0.4", port=502, unit=5)
-    assert meter.slug == "main"
+    assert meter == MeterConfig(name="Main", host="192.168.0.4", port=502, unit=5)
+    assert slugify(meter.name or "") == "main"
     assert (meter.realtime_interval, meter.energy_interval, meter.timeout) == (2.0, 10.0, 3.0)
     assert not meter.read_only
     assert not meter.tariff_broadcast
@@ -87,8 +89,8 @@ def test_the_example_file_loads_and_shows_the_defaults() -> None:
     defaults = load_settings(None)
     assert settings.mqtt == defaults.mqtt
     assert [m.name for m in settings.meters] == ["Main", "Heat pump"]
-    assert settings.meters[0] == MeterSettings(name="Main", host="192.168.0.4")
-    assert settings.meters[1].slug == "heat_pump"
+    assert settings.meters[0] == MeterConfig(name="Main", host="192.168.0.4")
+    assert slugify(settings.meters[1].name or "") == "heat_pump"
     assert (settings.offline_after, settings.data_dir) == (3, defaults.data_dir)
 
 
@@ -152,12 +154,12 @@ log_level: debug
     assert (mqtt.tls.ca_file, mqtt.tls.cert_file, mqtt.tls.key_file) == (ca, cert, key)
     first, second = settings.meters
     assert first.name == "2024"
-    assert first.slug == "2024"
+    assert slugify(first.name or "") == "2024"
     assert (first.unit, first.realtime_interval, first.energy_interval) == (1, 0.5, 60.0)
     assert first.read_only
     assert first.tariff_broadcast
     assert second.name is None
-    assert second.slug is None
+    assert second.name is None
     assert second.port == 502
     assert settings.offline_after == 5
     assert settings.data_dir == Path("/var/lib/countis")
@@ -194,7 +196,7 @@ def test_env_nesting_and_json_lists(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, MINIMAL))
-    with pytest.raises(ValidationError):
+    with pytest.raises(FrozenInstanceError):
         settings.meters[0].port = 1  # type: ignore[misc]
     with pytest.raises(ValidationError):
         settings.mqtt.host = "x"  # type: ignore[misc]
@@ -244,19 +246,25 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
             "invalid setting mqtt.port: Input should be greater than or equal to 1 (got 0)",
         ),
         ("mqtt: {port: abc}\n", "invalid setting mqtt.port: Input should be a valid integer"),
-        ("meters: [{host: h, port: -1}]\n", "invalid setting meters[0].port: Input should be"),
-        ("meters: [{host: h, unit: 0}]\n", "invalid setting meters[0].unit: Input should be"),
+        (
+            "meters: [{host: h, port: -1}]\n",
+            "invalid setting meters[0].port: must be a number from 1 to 65535 (got -1)",
+        ),
+        (
+            "meters: [{host: h, unit: 0}]\n",
+            "invalid setting meters[0].unit: must be a number from 1 to 247 (got 0)",
+        ),
         (
             "meters: [{host: h, realtime_interval: 0}]\n",
-            "invalid setting meters[0].realtime_interval: Input should be greater than 0 (got 0)",
+            "invalid setting meters[0].realtime_interval: must be a number from 0.1 to 86400",
         ),
         (
             "meters: [{host: h, energy_interval: -5}]\n",
-            "invalid setting meters[0].energy_interval: Input should be greater than 0",
+            "invalid setting meters[0].energy_interval: must be a number from 0.1",
         ),
         ("meters: [{host: h, timeout: 0}]\n", "invalid setting meters[0].timeout"),
         ("meters: [{name: x}]\n", "invalid setting meters[0].host: required field is missing"),
-        ("meters: [{host: ''}]\n", "invalid setting meters[0].host: String should have"),
+        ("meters: [{host: ''}]\n", "invalid setting meters[0].host: must not be empty"),
         ("meters: {host: h}\n", "invalid setting meters: Input should be a valid"),
         (
             "meters: [{name: Main, host: a}, {name: main, host: b}]\n",
@@ -326,10 +334,10 @@ def test_bad_cli_overrides_are_config_errors() -> None:
 
 
 def test_settings_built_directly_are_validated_the_same_way() -> None:
-    settings = Settings(meters=[MeterSettings(name="A", host="h")])
-    assert settings.meters[0].slug == "a"
+    settings = Settings(meters=[MeterConfig(name="A", host="h")])
+    assert slugify(settings.meters[0].name or "") == "a"
     with pytest.raises(ValidationError):
-        Settings(meters=[MeterSettings(name="A", host="h"), MeterSettings(name="a", host="i")])
+        Settings(meters=[MeterConfig(name="A", host="h"), MeterConfig(name="a", host="i")])
 
 
 def test_overrides_from_run_flags(tmp_path: Path) -> None:

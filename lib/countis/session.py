@@ -1,0 +1,401 @@
+"""One meter's session: the whole per-reading pipeline, shared by the daemon and Home Assistant.
+
+A :class:`MeterSession` owns, for one configured meter:
+
+- **identity**: it identifies the meter before the first read and again after every
+  failure (a reconnect may reach another device: DHCP, a swapped meter). With an expected
+  serial (``MeterConfig.serial``; Home Assistant's entries have one) another meter at the
+  address fails the poll with :class:`~countis.errors.WrongMeterError`: none of its values
+  is kept or judged. Without one (the daemon follows the configured address) the session
+  adopts the new meter: fresh guard, its own partial-meter state, and the caller
+  announces it under its own serial.
+- **schedule**: which groups are due (:class:`~countis.schedule.PollSchedule`), retries
+  and availability (``online`` turns False after ``offline_after`` failures in a row).
+- **the pipeline** for each reading: screen (a lifetime counter went down: withhold what
+  may drop) -> partial meters (start/stop offsets) -> counter guard. A counter's first
+  value is held by the guard until a second reading confirms it; the session reads the
+  energy group again at once, so the first state is complete.
+- **values**: the last accepted value of every key. A value the guard rejects, or that a
+  corrupt reading withholds, keeps its last accepted value: never a wrong one.
+- **commands** with read-back (tariff) or a fresh reading (partial start/stop/reset), and
+  **stats**.
+
+The clock and the link to the meter are injected: unit tests run it with a scripted link
+and a manual clock, without sockets or sleeps. The caller decides when to poll
+(:meth:`next_poll_at`), and what to publish and log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from countis.catalogue import PARTIAL_COUNTER_KEYS, Group, keys_for_groups
+from countis.config import MeterConfig
+from countis.errors import MeterError, ReadOnlyError, WrongMeterError
+from countis.guard import CounterGuard, GuardLimits, Reason
+from countis.models import MeterIdentity, MeterReading, PartialAction, ValueType
+from countis.partial import PartialMeter, PartialStateError
+from countis.schedule import EARLY, Due, PollSchedule
+
+REALTIME_KEYS = keys_for_groups({Group.REALTIME})
+ENERGY_KEYS = keys_for_groups({Group.ENERGY})
+ALL_KEYS = keys_for_groups({Group.REALTIME, Group.ENERGY})
+PARTIAL_KEYS = tuple(k for k in ALL_KEYS if k in PARTIAL_COUNTER_KEYS)
+_LOG = logging.getLogger(__name__)
+
+
+class MeterLink(Protocol):
+    """What the session needs of a meter (:class:`countis.client.MeterClient` is one)."""
+
+    async def identify(self) -> MeterIdentity:
+        """The meter's identification."""
+        ...
+
+    async def read(self, keys: Iterable[str] | None = None) -> MeterReading:
+        """The values of ``keys``."""
+        ...
+
+    async def set_tariff(self, tariff: int, *, broadcast: bool = False) -> None:
+        """Switch the active tariff and confirm it by reading it back."""
+        ...
+
+    async def reset_partial(self) -> None:
+        """Reset the meter's partial counters."""
+        ...
+
+
+class Clock(Protocol):
+    """Time for the session: wall time stamps readings, monotonic time drives the schedule."""
+
+    def time(self) -> float:
+        """Seconds of the meter's time (Unix time; the counter guard judges rates by it)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds of the schedule's clock (the event loop's)."""
+        ...
+
+
+class SystemClock:
+    """The wall clock and the running event loop's clock."""
+
+    def time(self) -> float:
+        """Unix time."""
+        return time.time()
+
+    def monotonic(self) -> float:
+        """The event loop's time (what its timers use)."""
+        return asyncio.get_running_loop().time()
+
+
+class PartialStore(Protocol):
+    """Where a meter's partial-meter state lives between runs (per serial number)."""
+
+    async def load(self, serial: str) -> Mapping[str, Any] | None:
+        """The saved state, or None."""
+        ...
+
+    def save(self, serial: str, state: Mapping[str, Any], *, urgent: bool) -> None:
+        """Keep ``state``; ``urgent``: a command or a detected reset changed it (write now)."""
+        ...
+
+
+@dataclass(slots=True, kw_only=True)
+class SessionStats:
+    """Counters of one session, for diagnostics and the benchmark (mutable on purpose)."""
+
+    polls_done: int = 0
+    polls_missed: int = 0
+    failures: int = 0
+    guard_rejections: int = 0
+    corrupt_readings: int = 0  # a lifetime counter went down: partial/balance withheld
+    held_rereads: int = 0  # immediate second reads that confirmed first values
+    last_poll_duration: float = 0.0
+    commands: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollResult:
+    """What one poll or command changed."""
+
+    timestamp: float  # when the values were read (the session clock's time)
+    values: Mapping[str, ValueType]  # keys this poll read, with the values now kept for them
+    identified: MeterIdentity | None = None  # a meter was (re)identified as a new one
+    rejected: Mapping[str, Reason] = field(default_factory=dict)
+    withheld: frozenset[str] = frozenset()  # left out of a corrupt reading
+
+    def __post_init__(self) -> None:
+        """Freeze the mappings."""
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+        object.__setattr__(self, "rejected", MappingProxyType(dict(self.rejected)))
+
+
+class MeterSession:
+    """One meter's identity, schedule, pipeline, values and commands."""
+
+    def __init__(
+        self,
+        config: MeterConfig,
+        link: MeterLink,
+        *,
+        clock: Clock | None = None,
+        store: PartialStore | None = None,
+        start: float = 0.0,
+        energy_offset: float = 0.0,
+        guard_limits: GuardLimits | None = None,
+    ) -> None:
+        """A session that has not talked to the meter yet.
+
+        ``start`` is the first poll's time on the schedule's clock; ``energy_offset`` puts
+        this meter's energy reads on a later realtime tick (see
+        :func:`countis.schedule.energy_offset`).
+        """
+        self.config = config
+        self.link = link
+        self.clock: Clock = clock or SystemClock()
+        self.store = store
+        self._energy_offset = energy_offset
+        self.schedule = self._schedule(start)
+        self.stats = SessionStats()
+        self.identity: MeterIdentity | None = None
+        self.online: bool | None = None  # None until the first success or the debounce
+        self.failures = 0  # in a row
+        self.last_error: MeterError | None = None
+        self.values: dict[str, ValueType] = {}
+        self.raw: dict[str, ValueType] = {}
+        self.timestamp: float | None = None  # of the newest reading behind ``values``
+        self.partial = PartialMeter()
+        self._limits = guard_limits
+        self.guard = CounterGuard(guard_limits)
+        self._reidentify = True
+        self._lock = asyncio.Lock()  # polls and commands take turns on the meter
+
+    # -- polling -------------------------------------------------------------------------
+
+    def _schedule(self, start: float) -> PollSchedule:
+        cfg = self.config
+        return PollSchedule(
+            realtime=cfg.realtime_interval,
+            energy=cfg.energy_interval,
+            start=start,
+            energy_offset=self._energy_offset,
+            retry_cap=cfg.retry_cap,
+        )
+
+    def anchor(self, start: float) -> None:
+        """Put the first poll at ``start`` (the schedule clock's time); the grid follows."""
+        self.schedule = self._schedule(start)
+
+    def next_poll_at(self) -> float:
+        """When the next poll is due (the schedule clock's time; -inf: at once)."""
+        return self.schedule.next_at()
+
+    def wake(self, *, energy: bool = True) -> None:
+        """Poll at once (e.g. after another meter's tariff broadcast); the grid stays."""
+        self.schedule.wake(energy=energy)
+
+    async def poll(self, *, early: float = EARLY, force: bool = False) -> PollResult | None:
+        """Read what is due and run it through the pipeline; None if nothing is due.
+
+        A failure is counted (availability, retry time) and raised as MeterError.
+        ``force``: read now whatever the grid says (Home Assistant schedules its own polls).
+        """
+        due = self.schedule.due(self.clock.monotonic(), early=early, force=force)
+        if due is None:
+            return None
+        async with self._lock:
+            started = time.perf_counter()
+            try:
+                result = await self._poll(due)
+            except MeterError as err:
+                self._failed(err)
+                raise
+            self.stats.polls_missed += self.schedule.succeeded(due, self.clock.monotonic())
+            self._succeeded()
+            self.stats.polls_done += 1
+            self.stats.last_poll_duration = time.perf_counter() - started
+            return result
+
+    async def _poll(self, due: Due) -> PollResult:
+        identified = await self._identify() if self._reidentify else None
+        keys = ENERGY_KEYS if not due.realtime else ALL_KEYS if due.energy else REALTIME_KEYS
+        stamp = self.clock.time()
+        reading = await self.link.read(keys)
+        if not due.energy:  # realtime values carry no counters: nothing to judge
+            self._keep(reading.values, reading.values, stamp)
+            return PollResult(timestamp=stamp, values=reading.values, identified=identified)
+        result = self._judge(reading.values, stamp)
+        if result.held:
+            # The guard holds a counter's first value until a second reading agrees (start,
+            # a new meter): confirm at once so the first state carries every counter.
+            self.stats.held_rereads += 1
+            stamp = self.clock.time()
+            again = await self.link.read(ENERGY_KEYS)
+            result = self._judge(again.values, stamp, earlier=result)
+        self._save_partial(urgent=self.partial.meter_reset_detected)
+        values = {key: self.values[key] for key in result.read if key in self.values}
+        return PollResult(
+            timestamp=stamp,
+            values=values,
+            identified=identified,
+            rejected=result.rejected,
+            withheld=result.withheld,
+        )
+
+    def _judge(
+        self, raw: Mapping[str, ValueType], stamp: float, earlier: _Judged | None = None
+    ) -> _Judged:
+        """Screen, partial meters, guard; keep what passes. ``earlier``: merged into it."""
+        screened = self.guard.screen(raw)
+        if screened.suspect:
+            self.stats.corrupt_readings += 1
+        adjusted = self.partial.apply(screened.values)
+        if self.partial.meter_reset_detected:
+            self.guard.note_partial_reset()  # reset on the front panel or while we were away
+        checked = self.guard.check(adjusted, stamp)
+        self.stats.guard_rejections += len(checked.rejected)
+        self._keep(raw, checked.values, stamp)
+        judged = _Judged(
+            read=frozenset(raw),
+            rejected=dict(checked.rejected),
+            withheld=screened.withheld,
+            held=bool(checked.held),
+        )
+        return judged.after(earlier) if earlier else judged
+
+    def _keep(
+        self, raw: Mapping[str, ValueType], accepted: Mapping[str, ValueType], stamp: float
+    ) -> None:
+        self.raw.update(raw)
+        self.values.update(accepted)
+        self.timestamp = stamp
+
+    async def _identify(self) -> MeterIdentity | None:
+        """Identify the meter; returns it when it is another one than before (or the first)."""
+        identity = await self.link.identify()
+        expected = self.config.serial
+        if expected is not None and identity.serial_number != expected:
+            msg = (
+                f"{self.config.where} unit {self.config.unit} is meter {identity.serial_number},"
+                f" not {expected}"
+            )
+            raise WrongMeterError(msg, found=identity.serial_number, expected=expected)
+        self._reidentify = False
+        previous, self.identity = self.identity, identity
+        if previous is not None and previous.serial_number == identity.serial_number:
+            return None
+        # Another meter (or the first): nothing of the previous one carries over.
+        self.values.clear()
+        self.raw.clear()
+        self.timestamp = None
+        self.guard = CounterGuard(self._limits)
+        self.partial = await self._load_partial(identity.serial_number)
+        return identity
+
+    def _succeeded(self) -> None:
+        self.failures = 0
+        self.last_error = None
+        self.online = True
+
+    def _failed(self, err: MeterError) -> None:
+        self.stats.failures += 1
+        self.failures += 1
+        self.last_error = err
+        self._reidentify = True  # the device behind the address may have changed
+        offline = self.failures >= self.config.offline_after
+        if offline:
+            self.online = False
+        self.schedule.failed(self.clock.monotonic(), back_off=offline)
+
+    # -- commands ------------------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self.config.read_only:
+            raise ReadOnlyError("the meter is read-only")
+        if self.identity is None:
+            raise MeterError("the meter has not been reached yet")
+
+    async def set_tariff(self, tariff: int) -> PollResult:
+        """Switch the active tariff (1 or 2), confirmed by read-back."""
+        self.stats.commands += 1
+        self._check_writable()
+        async with self._lock:
+            stamp = self.clock.time()
+            try:
+                await self.link.set_tariff(tariff, broadcast=self.config.tariff_broadcast)
+            except MeterError:
+                self.schedule.wake()  # read what the meter says now, at once
+                raise
+            self._keep({"tariff": tariff}, {"tariff": tariff}, stamp)
+        return PollResult(timestamp=stamp, values={"tariff": tariff})
+
+    async def partial_command(self, action: PartialAction) -> PollResult:
+        """Start or stop (in the session) or reset (in the meter) the partial meters.
+
+        Each acts on a fresh reading of the partial counters, so the freeze point of a stop
+        is the meter's value now, not one energy poll ago.
+        """
+        self.stats.commands += 1
+        self._check_writable()
+        async with self._lock:
+            if action is PartialAction.RESET:
+                await self.link.reset_partial()
+                self.partial.reset()
+                self.guard.note_partial_reset()
+            stamp = self.clock.time()
+            reading = await self.link.read(PARTIAL_KEYS)
+            self._judge(reading.values, stamp)
+            if action is PartialAction.START:
+                self.partial.start()
+            elif action is PartialAction.STOP:
+                self.partial.stop()
+            self._save_partial(urgent=True)
+        values = {key: self.values[key] for key in PARTIAL_KEYS if key in self.values}
+        return PollResult(timestamp=stamp, values=values)
+
+    # -- partial-meter state -------------------------------------------------------------
+
+    async def _load_partial(self, serial: str) -> PartialMeter:
+        if self.store is None:
+            return PartialMeter()
+        data = await self.store.load(serial)
+        if data is None:
+            return PartialMeter()
+        try:
+            return PartialMeter.from_dict(data)
+        except PartialStateError as err:
+            _LOG.warning("%s: ignoring the saved partial-meter state: %s", self.config.label, err)
+            return PartialMeter()
+
+    def _save_partial(self, *, urgent: bool) -> None:
+        if self.store is not None and self.identity is not None:
+            self.store.save(self.identity.serial_number, self.partial.to_dict(), urgent=urgent)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Judged:
+    """One pass of a reading through the pipeline."""
+
+    read: frozenset[str]
+    rejected: dict[str, Reason]
+    withheld: frozenset[str]
+    held: bool
+
+    def after(self, earlier: _Judged) -> _Judged:
+        """The pass of a confirming re-read, merged with the ``earlier`` one (keys of both)."""
+        return _Judged(
+            read=self.read | earlier.read,
+            rejected={**earlier.rejected, **self.rejected},
+            withheld=self.withheld,
+            held=self.held,
+        )
