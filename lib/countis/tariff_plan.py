@@ -133,8 +133,10 @@ def _check_rule(rule: Rule, path: str) -> None:
         raise TariffPlanError(msg)
     _check_tariff(rule.tariff, f"{path}.tariff")
     for key, wall in (("from", rule.start), ("to", rule.end)):
-        if wall.tzinfo is not None:
-            msg = f"{path}.{key}: {wall} carries a time zone; rules use the schedule's"
+        # A zone of its own would contradict the schedule's; fractions of a second would
+        # not survive plan_to_dict.
+        if wall.tzinfo is not None or wall.microsecond:
+            msg = f"{path}.{key}: {wall} is not a plain wall time (no zone, whole seconds)"
             raise TariffPlanError(msg)
     if rule.start == rule.end != _MIDNIGHT:
         msg = (

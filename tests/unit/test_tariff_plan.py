@@ -1,10 +1,11 @@
-"""Tariff plan: the schedule's evaluation (DST, holidays), its validation, signals.
+"""Tariff plan: evaluation (DST, holidays), validation, signals, parsing and back.
 
 Manual clock throughout: every instant is a plain datetime passed in.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -16,10 +17,12 @@ from countis.tariff_plan import (
     Signal,
     TariffPlanError,
     next_change,
+    payload_key,
     planned_tariff,
     signal_tariff,
     validate_schedule,
 )
+from countis.tariff_plan_parse import describe_plan, format_days, parse_plan, plan_to_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -384,7 +387,14 @@ def test_a_run_of_off_peak_holidays_is_one_off_peak_stretch(plan, days):
                 time_zone=PARIS,
                 rules=(Rule(days=EVERY_DAY, start=time(8, tzinfo=UTC), end=time(9), tariff=2),),
             ),
-            "tariff_plan.rules[0].from: 08:00:00+00:00 carries a time zone",
+            "tariff_plan.rules[0].from: 08:00:00+00:00 is not a plain wall time",
+        ),
+        (
+            Schedule(
+                time_zone=PARIS,
+                rules=(Rule(days=EVERY_DAY, start=time(8), end=time(9, 0, 0, 5), tariff=2),),
+            ),
+            "tariff_plan.rules[0].to: 09:00:00.000005 is not a plain wall time",
         ),
     ],
 )
@@ -569,3 +579,465 @@ def test_in_utc_the_plan_agrees_with_a_plain_reading_of_the_rules(data, at):
     expected = oracle_next_change(schedule, wall)
     change = next_change(schedule, at)
     assert change == (None if expected is None else expected.replace(tzinfo=UTC))
+
+
+# --- parsing ----------------------------------------------------------------------------
+
+
+def test_parse_heures_creuses_as_written_in_yaml():
+    # What PyYAML gives for unquoted dates: date objects.
+    data = {
+        "mode": "schedule",
+        "time_zone": PARIS,
+        "default": "T1",
+        "rules": [{"days": "mon-sun", "from": "22:00", "to": "06:00", "tariff": "T2"}],
+        "holidays": [date(2026, 5, 1), "2026-12-25"],
+        "holiday_tariff": "t2",
+    }
+    assert parse_plan(data) == Schedule(
+        time_zone=PARIS,
+        rules=HEURES_CREUSES.rules,
+        default=1,
+        holidays=frozenset({date(2026, 5, 1), date(2026, 12, 25)}),
+        holiday_tariff=2,
+    )
+
+
+def test_parse_ht_nt_in_other_spellings():
+    data = {
+        "mode": "schedule",
+        "time_zone": BERLIN,
+        "default": 2,
+        "rules": [{"days": ["Monday-Friday"], "from": "6:00", "to": "22:00:00", "tariff": 1}],
+    }
+    assert parse_plan(data) == HT_NT
+
+
+def test_parse_null_optional_keys_as_absent():
+    data = {"mode": "schedule", "time_zone": PARIS, "default": None, "rules": None}
+    assert parse_plan(data | {"holidays": None, "holiday_tariff": None}) == Schedule(
+        time_zone=PARIS
+    )
+
+
+@pytest.mark.parametrize(
+    ("days", "expected"),
+    [
+        ("mon", {0}),
+        (" SUN ", {6}),
+        ("wednesday", {2}),
+        ("mon-fri", {0, 1, 2, 3, 4}),
+        ("fri-mon", {4, 5, 6, 0}),  # wraps over the weekend
+        ("sat - sun", {5, 6}),
+        ("tue-tue", {1}),
+        ("mon-sun", set(range(7))),
+        (["mon", "wed-thu", "wed"], {0, 2, 3}),
+        (("sat", "sun"), {5, 6}),
+    ],
+)
+def test_parse_days(days, expected):
+    data = {"days": days, "from": "08:00", "to": "09:00", "tariff": 2}
+    plan = parse_plan({"mode": "schedule", "time_zone": PARIS, "rules": [data]})
+    assert isinstance(plan, Schedule)
+    assert plan.rules[0].days == expected
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        ("08:00", "09:30", (time(8), time(9, 30))),
+        ("8:05", "09:30:15", (time(8, 5), time(9, 30, 15))),
+        ("22:00", "24:00", (time(22), time(0))),
+        ("22:00", "00:00", (time(22), time(0))),
+        ("00:00", "24:00", (time(0), time(0))),  # the whole day
+        ("00:00", "24:00:00", (time(0), time(0))),
+    ],
+)
+def test_parse_times(start, end, expected):
+    data = {"days": "mon", "from": start, "to": end, "tariff": 2}
+    plan = parse_plan({"mode": "schedule", "time_zone": PARIS, "rules": [data]})
+    assert isinstance(plan, Schedule)
+    assert (plan.rules[0].start, plan.rules[0].end) == expected
+
+
+@pytest.mark.parametrize("tariff", [1, "1", "T1", "t1", " T1 "])
+def test_parse_tariff_spellings(tariff):
+    plan = parse_plan({"mode": "schedule", "time_zone": PARIS, "default": tariff})
+    assert isinstance(plan, Schedule)
+    assert plan.default == 1
+
+
+def test_parse_signal():
+    data = {"mode": "signal", "topic": "edf/tarif", "mapping": {"HC": "T2", "HP": 1, 2: 2}}
+    plan = parse_plan(data)
+    assert plan == Signal(topic="edf/tarif", mapping={"HC": 2, "HP": 1, "2": 2})
+    assert isinstance(plan, Signal)
+    assert signal_tariff(plan, " hc ") == 2
+    with pytest.raises(TypeError):  # read-only
+        plan.mapping["HC"] = 1  # type: ignore[index]
+
+
+SCHEDULE = {"mode": "schedule", "time_zone": PARIS}
+SIGNAL = {"mode": "signal", "topic": "edf/tarif", "mapping": {"HC": 2}}
+
+
+def with_rules(*rules: tuple[object, object, object, object]) -> dict[str, object]:
+    keys = ("days", "from", "to", "tariff")
+    return SCHEDULE | {"rules": [dict(zip(keys, values, strict=True)) for values in rules]}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (["mode", "schedule"], "tariff_plan: expected a mapping, got list"),
+        ({}, "tariff_plan.mode: missing (expected 'schedule' or 'signal')"),
+        ({"mode": "clock"}, "tariff_plan.mode: 'clock' is not 'schedule' or 'signal'"),
+        # schedule: keys and types
+        (
+            SCHEDULE | {"rule": []},
+            "tariff_plan: unknown key 'rule'; "
+            "expected mode, time_zone, default, rules, holidays, holiday_tariff",
+        ),
+        (
+            SCHEDULE | {"topic": "t", 3: 1},
+            "tariff_plan: unknown keys 'topic', 3; "
+            "expected mode, time_zone, default, rules, holidays, holiday_tariff",
+        ),
+        ({"mode": "schedule"}, "tariff_plan.time_zone: missing"),
+        (SCHEDULE | {"time_zone": 1}, "tariff_plan.time_zone: expected text, got int"),
+        (
+            SCHEDULE | {"time_zone": "Europe/Pariss"},
+            "tariff_plan.time_zone: 'Europe/Pariss' is not an IANA time zone",
+        ),
+        (
+            SCHEDULE | {"time_zone": "../etc/passwd"},
+            "tariff_plan.time_zone: '../etc/passwd' is not an IANA time zone",
+        ),
+        (SCHEDULE | {"time_zone": ""}, "tariff_plan.time_zone: '' is not an IANA time zone"),
+        (
+            SCHEDULE | {"default": "T3"},
+            "tariff_plan.default: 'T3' is not a tariff (expected T1 or T2)",
+        ),
+        (SCHEDULE | {"default": 0}, "tariff_plan.default: 0 is not a tariff (expected T1 or T2)"),
+        (
+            SCHEDULE | {"default": True},
+            "tariff_plan.default: True is not a tariff (expected T1 or T2)",
+        ),
+        (
+            SCHEDULE | {"default": "tt1"},
+            "tariff_plan.default: 'tt1' is not a tariff (expected T1 or T2)",
+        ),
+        (
+            SCHEDULE | {"default": 1.0},
+            "tariff_plan.default: 1.0 is not a tariff (expected T1 or T2)",
+        ),
+        (
+            SCHEDULE | {"holiday_tariff": "off-peak"},
+            "tariff_plan.holiday_tariff: 'off-peak' is not a tariff (expected T1 or T2)",
+        ),
+        # rules
+        (SCHEDULE | {"rules": {"days": "mon"}}, "tariff_plan.rules: expected a list, got dict"),
+        (
+            SCHEDULE | {"rules": ["22:00-06:00"]},
+            "tariff_plan.rules[0]: expected a mapping, got str",
+        ),
+        (
+            SCHEDULE | {"rules": [{"days": "mon", "start": "22:00"}]},
+            "tariff_plan.rules[0]: unknown key 'start'; expected days, from, to, tariff",
+        ),
+        (
+            SCHEDULE | {"rules": [{"days": "mon", "from": "22:00", "tariff": 2}]},
+            "tariff_plan.rules[0].to: missing",
+        ),
+        (
+            with_rules(("mo", "08:00", "09:00", 2)),
+            "tariff_plan.rules[0].days: 'mo' is not a day "
+            "(mon..sun, monday..sunday, or a range like mon-fri)",
+        ),
+        (
+            with_rules(("mon-xyz", "08:00", "09:00", 2)),
+            "tariff_plan.rules[0].days: 'mon-xyz' is not a day "
+            "(mon..sun, monday..sunday, or a range like mon-fri)",
+        ),
+        (
+            with_rules(("mon-wed-fri", "08:00", "09:00", 2)),
+            "tariff_plan.rules[0].days: 'mon-wed-fri' is not a day "
+            "(mon..sun, monday..sunday, or a range like mon-fri)",
+        ),
+        (
+            with_rules(("mon,tue", "08:00", "09:00", 2)),
+            "tariff_plan.rules[0].days: 'mon,tue' is not a day "
+            "(mon..sun, monday..sunday, or a range like mon-fri)",
+        ),
+        (
+            with_rules((["mon", "funday"], "08:00", "09:00", 2)),
+            "tariff_plan.rules[0].days[1]: 'funday' is not a day "
+            "(mon..sun, monday..sunday, or a range like mon-fri)",
+        ),
+        (
+            with_rules(([0], "08:00", "09:00", 2)),
+            "tariff_plan.rules[0].days[0]: 0 is not a day "
+            "(mon..sun, monday..sunday, or a range like mon-fri)",
+        ),
+        (with_rules(([], "08:00", "09:00", 2)), "tariff_plan.rules[0].days: no days"),
+        (
+            with_rules((1, "08:00", "09:00", 2)),
+            "tariff_plan.rules[0].days: 1 is not a day, a range of days or a list of them",
+        ),
+        (
+            with_rules(("mon", "08:00", "09:00", 2), ("tue", "25:00", "09:00", 2)),
+            "tariff_plan.rules[1].from: '25:00' is not a time HH:MM",
+        ),
+        (
+            with_rules(("mon", "12:60", "13:00", 2)),
+            "tariff_plan.rules[0].from: '12:60' is not a time HH:MM",
+        ),
+        (
+            with_rules(("mon", "8h", "13:00", 2)),
+            "tariff_plan.rules[0].from: '8h' is not a time HH:MM",
+        ),
+        (with_rules(("mon", "", "13:00", 2)), "tariff_plan.rules[0].from: '' is not a time HH:MM"),
+        (
+            with_rules(("mon", "12:00", "13:00:60", 2)),
+            "tariff_plan.rules[0].to: '13:00:60' is not a time HH:MM",
+        ),
+        (
+            with_rules(("mon", "12:00", "24:01", 2)),
+            "tariff_plan.rules[0].to: '24:01' is not a time HH:MM",
+        ),
+        (
+            with_rules(("mon", "24:00", "06:00", 2)),
+            "tariff_plan.rules[0].from: '24:00' is not a time HH:MM (24:00 only as 'to')",
+        ),
+        (
+            with_rules(("mon", 1320, "06:00", 2)),  # YAML 1.1's reading of 22:00
+            'tariff_plan.rules[0].from: 1320 is not a time HH:MM (quote times in YAML: "22:00")',
+        ),
+        (
+            with_rules(("mon", time(22), "06:00", 2)),
+            "tariff_plan.rules[0].from: datetime.time(22, 0) is not a time HH:MM",
+        ),
+        (
+            with_rules(("mon", "08:00", "08:00", 2)),
+            "tariff_plan.rules[0]: from and to are both 08:00; "
+            "a rule needs a length (a whole day is 00:00-24:00)",
+        ),
+        (
+            with_rules(("mon", "00:00", "00:00", 2)),
+            "tariff_plan.rules[0]: from and to are both 00:00; write to: '24:00' for a whole day",
+        ),
+        (
+            with_rules(("mon", "08:00", "09:00", 3)),
+            "tariff_plan.rules[0].tariff: 3 is not a tariff (expected T1 or T2)",
+        ),
+        # overlapping rules, even with the same tariff
+        (
+            with_rules(("mon", "08:00", "12:00", 1), ("mon", "11:00", "13:00", 2)),
+            "tariff_plan.rules[1]: overlaps tariff_plan.rules[0] on mon 11:00-12:00",
+        ),
+        (
+            with_rules(("mon", "08:00", "12:00", 2), ("mon", "08:00", "12:00", 2)),
+            "tariff_plan.rules[1]: overlaps tariff_plan.rules[0] on mon 08:00-12:00",
+        ),
+        (
+            with_rules(("tue", "05:00", "07:00", 1), ("mon", "22:00", "06:00", 2)),
+            "tariff_plan.rules[1]: overlaps tariff_plan.rules[0] on tue 05:00-06:00",
+        ),
+        (
+            with_rules(("mon", "22:00", "04:00", 2), ("mon", "23:00", "01:00", 2)),
+            "tariff_plan.rules[1]: overlaps tariff_plan.rules[0] on mon 23:00-tue 01:00",
+        ),
+        (
+            with_rules(
+                ("mon", "20:00", "22:00", 1),
+                ("sun", "22:00", "06:00", 2),
+                ("mon", "00:00", "01:00", 1),
+            ),
+            "tariff_plan.rules[2]: overlaps tariff_plan.rules[1] on mon 00:00-01:00",
+        ),
+        (
+            with_rules(("mon-fri", "22:00", "06:00", 2), ("sat-sun", "00:00", "24:00", 2)),
+            "tariff_plan.rules[1]: overlaps tariff_plan.rules[0] on sat 00:00-06:00",
+        ),
+        (
+            with_rules(("mon-fri", "06:00", "22:00", 1), ("fri-mon", "21:00", "24:00", 2)),
+            "tariff_plan.rules[1]: overlaps tariff_plan.rules[0] on mon 21:00-22:00",
+        ),
+        (
+            with_rules(
+                ("mon", "00:00", "24:00", 2),
+                ("tue", "00:00", "24:00", 2),
+                ("mon", "12:00", "13:00", 1),
+            ),
+            "tariff_plan.rules[2]: overlaps tariff_plan.rules[0] on mon 12:00-13:00",
+        ),
+        # holidays
+        (SCHEDULE | {"holidays": "2026-05-01"}, "tariff_plan.holidays: expected a list, got str"),
+        (
+            SCHEDULE | {"holidays": ["2026-05-01", "2026-02-30"]},
+            "tariff_plan.holidays[1]: '2026-02-30' is not a date YYYY-MM-DD",
+        ),
+        (
+            SCHEDULE | {"holidays": ["01/05/2026"]},
+            "tariff_plan.holidays[0]: '01/05/2026' is not a date YYYY-MM-DD",
+        ),
+        (
+            SCHEDULE | {"holidays": ["20260501"]},
+            "tariff_plan.holidays[0]: '20260501' is not a date YYYY-MM-DD",
+        ),
+        (
+            SCHEDULE | {"holidays": [datetime(2026, 5, 1, tzinfo=UTC)]},
+            "tariff_plan.holidays[0]: datetime.datetime(2026, 5, 1, 0, 0, "
+            "tzinfo=datetime.timezone.utc) is not a date YYYY-MM-DD",
+        ),
+        # signal
+        (
+            SIGNAL | {"rules": []},
+            "tariff_plan: unknown key 'rules'; expected mode, topic, mapping",
+        ),
+        ({"mode": "signal", "mapping": {"HC": 2}}, "tariff_plan.topic: missing"),
+        (SIGNAL | {"topic": " "}, "tariff_plan.topic: empty"),
+        (SIGNAL | {"topic": ["a"]}, "tariff_plan.topic: expected text, got list"),
+        (
+            SIGNAL | {"topic": "edf/+/tarif"},
+            "tariff_plan.topic: 'edf/+/tarif' has an MQTT wildcard; follow one topic",
+        ),
+        (
+            SIGNAL | {"topic": "edf/#"},
+            "tariff_plan.topic: 'edf/#' has an MQTT wildcard; follow one topic",
+        ),
+        ({"mode": "signal", "topic": "t"}, "tariff_plan.mapping: missing"),
+        (
+            SIGNAL | {"mapping": {}},
+            "tariff_plan.mapping: empty; map at least one payload to T1 or T2",
+        ),
+        (SIGNAL | {"mapping": ["HC"]}, "tariff_plan.mapping: expected a mapping, got list"),
+        (
+            SIGNAL | {"mapping": {"HC": "T3"}},
+            "tariff_plan.mapping['HC']: 'T3' is not a tariff (expected T1 or T2)",
+        ),
+        (
+            SIGNAL | {"mapping": {True: 2}},
+            "tariff_plan.mapping: key True is not a payload text "
+            "(YAML reads unquoted on/off/yes/no/true/false as booleans: quote them)",
+        ),
+        (SIGNAL | {"mapping": {1.5: 2}}, "tariff_plan.mapping: key 1.5 is not a payload text"),
+        (SIGNAL | {"mapping": {" ": 2}}, "tariff_plan.mapping: empty payload key ' '"),
+        (
+            SIGNAL | {"mapping": {"HC": 2, " hc": 2}},
+            "tariff_plan.mapping: 'HC' and ' hc' are the same payload "
+            "(case and surrounding spaces are ignored)",
+        ),
+    ],
+)
+def test_parse_errors_name_the_field(data, message):
+    with pytest.raises(TariffPlanError) as caught:
+        parse_plan(data)
+    assert str(caught.value) == message
+
+
+def test_parse_errors_start_with_the_path_given():
+    data = with_rules(("mon", "08:00", "12:00", 1), ("mon", "11:00", "13:00", 2))
+    with pytest.raises(TariffPlanError) as caught:
+        parse_plan(data, where="meters[2].tariff_plan")
+    assert str(caught.value) == (
+        "meters[2].tariff_plan.rules[1]: overlaps meters[2].tariff_plan.rules[0] on mon 11:00-12:00"
+    )
+
+
+# --- back to plain data, and descriptions -----------------------------------------------
+
+
+def test_plan_to_dict_of_heures_creuses():
+    plan = Schedule(
+        time_zone=PARIS,
+        rules=(rule(EVERY_DAY, "22:00-24:00", 2), rule(EVERY_DAY, "00:00-06:00", 2)),
+        holidays=frozenset({date(2026, 12, 25), date(2026, 5, 1)}),
+        holiday_tariff=2,
+    )
+    assert plan_to_dict(plan) == {
+        "mode": "schedule",
+        "time_zone": PARIS,
+        "default": "T1",
+        "rules": [
+            {"days": "mon-sun", "from": "22:00", "to": "24:00", "tariff": "T2"},
+            {"days": "mon-sun", "from": "00:00", "to": "06:00", "tariff": "T2"},
+        ],
+        "holidays": ["2026-05-01", "2026-12-25"],
+        "holiday_tariff": "T2",
+    }
+
+
+@pytest.mark.parametrize(
+    ("days", "text"),
+    [
+        ({0}, "mon"),
+        ({0, 1, 2, 3, 4}, "mon-fri"),
+        ({5, 6}, "sat-sun"),
+        ({4, 5, 6, 0}, "fri-mon"),
+        ({6, 0}, "sun-mon"),
+        ({0, 2, 3, 4}, ["mon", "wed-fri"]),
+        ({0, 2, 6}, ["wed", "sun-mon"]),
+        (set(range(7)), "mon-sun"),
+    ],
+)
+def test_format_days_as_runs(days, text):
+    assert format_days(frozenset(days)) == text
+
+
+def test_describe_plans_for_logs():
+    holidays = frozenset({date(2026, 5, 1), date(2026, 12, 25)})
+    assert describe_plan(HEURES_CREUSES) == "schedule Europe/Paris: mon-sun 22:00-06:00 T2, else T1"
+    assert describe_plan(HT_NT) == "schedule Europe/Berlin: mon-fri 06:00-22:00 T1, else T2"
+    assert (
+        describe_plan(Schedule(time_zone=PARIS, holidays=holidays, holiday_tariff=2))
+        == "schedule Europe/Paris: T1; 2 holidays at T2"
+    )
+    plan = Schedule(
+        time_zone="UTC",
+        rules=(rule(frozenset({0, 2, 3}), "00:00-24:00", 2),),
+        holidays=frozenset({date(2026, 5, 1)}),
+    )
+    assert (
+        describe_plan(plan) == "schedule UTC: mon,wed-thu 00:00-24:00 T2, else T1; 1 holiday at T1"
+    )
+    assert describe_plan(HC_HP) == (
+        "signal homeassistant/sensor/tarif/state: HC -> T2, Heures pleines -> T1"
+    )
+
+
+SIGNALS = st.builds(
+    Signal,
+    topic=st.text(
+        st.characters(exclude_characters="+#", exclude_categories=("Cs",)), min_size=1
+    ).filter(str.strip),
+    # One key per payload_key: parse_plan refuses "HC" next to "hc".
+    mapping=st.dictionaries(
+        st.text(min_size=1).filter(str.strip), st.sampled_from(TARIFFS), min_size=1
+    )
+    .map(lambda mapping: {payload_key(k): (k, v) for k, v in mapping.items()})
+    .map(lambda by_key: dict(by_key.values())),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.data(),
+    zone=st.sampled_from(sorted(TRANSITIONS)),
+    near=st.dates(date(1900, 1, 1), date(2200, 1, 1)),
+)
+def test_schedules_survive_plan_to_dict_and_back(data, zone, near):
+    plan = data.draw(schedules(zone, near))
+    plain = plan_to_dict(plan)
+    assert json.loads(json.dumps(plain)) == plain
+    assert parse_plan(plain) == plan
+    assert isinstance(describe_plan(plan), str)
+
+
+@settings(max_examples=200, deadline=None)
+@given(plan=SIGNALS)
+def test_signals_survive_plan_to_dict_and_back(plan):
+    plain = plan_to_dict(plan)
+    assert json.loads(json.dumps(plain)) == plain
+    assert parse_plan(plain) == plan
+    assert all(signal_tariff(plan, key) == tariff for key, tariff in plan.mapping.items())
