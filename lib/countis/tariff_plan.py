@@ -99,7 +99,7 @@ TariffPlan: TypeAlias = Schedule | Signal
 
 def validate_schedule(schedule: Schedule, *, where: str = "tariff_plan") -> None:
     """Raise :class:`TariffPlanError`, naming the field under ``where``, if unusable."""
-    zone(schedule.time_zone, where=f"{where}.time_zone")
+    _check_zone(schedule.time_zone, f"{where}.time_zone")
     _check_tariff(schedule.default, f"{where}.default")
     if schedule.holiday_tariff is not None:
         _check_tariff(schedule.holiday_tariff, f"{where}.holiday_tariff")
@@ -108,12 +108,11 @@ def validate_schedule(schedule: Schedule, *, where: str = "tariff_plan") -> None
     _check_overlaps(schedule.rules, where)
 
 
-def zone(name: str, *, where: str = "tariff_plan.time_zone") -> ZoneInfo:
-    """The IANA time zone ``name``, or a :class:`TariffPlanError` naming ``where``."""
+def _check_zone(name: str, path: str) -> None:
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        msg = f"{where}: {name!r} is not an IANA time zone"
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as err:  # ValueError: "", "/etc/..", ".."
+        msg = f"{path}: {name!r} is not an IANA time zone"
         raise TariffPlanError(msg) from err
 
 

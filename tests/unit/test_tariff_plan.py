@@ -436,7 +436,7 @@ HC_HP = Signal(topic="homeassistant/sensor/tarif/state", mapping={"HC": 2, "Heur
         ('{"value": "HC"}', None),  # no "state" field
         ('{"state": null}', None),
         ("{not json", None),
-        ("[" * 100_000, None),  # too deep for the parser: still just unknown
+        ('{"state": ' * 100_000, None),  # too deep for the parser: still just unknown
         (b"\xff\xfe", None),  # not UTF-8
     ],
 )
