@@ -52,8 +52,8 @@ _RULE_KEYS = ("days", "from", "to", "tariff")
 _SIGNAL_KEYS = ("mode", "topic", "mapping")
 _FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _DAY_INDEX = {name: i for names in (DAY_NAMES, _FULL_DAY_NAMES) for i, name in enumerate(names)}
-_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", re.ASCII)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
 def parse_plan(data: Mapping[str, Any], *, where: str = "tariff_plan") -> TariffPlan:

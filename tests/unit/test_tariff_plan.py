@@ -798,6 +798,10 @@ def with_rules(*rules: tuple[object, object, object, object]) -> dict[str, objec
         ),
         (with_rules(("mon", "", "13:00", 2)), "tariff_plan.rules[0].from: '' is not a time HH:MM"),
         (
+            with_rules(("mon", "\u0668:00", "13:00", 2)),  # an Arabic-Indic 8
+            "tariff_plan.rules[0].from: '\u0668:00' is not a time HH:MM",
+        ),
+        (
             with_rules(("mon", "12:00", "13:00:60", 2)),
             "tariff_plan.rules[0].to: '13:00:60' is not a time HH:MM",
         ),
@@ -880,6 +884,10 @@ def with_rules(*rules: tuple[object, object, object, object]) -> dict[str, objec
         (
             SCHEDULE | {"holidays": ["01/05/2026"]},
             "tariff_plan.holidays[0]: '01/05/2026' is not a date YYYY-MM-DD",
+        ),
+        (
+            SCHEDULE | {"holidays": ["\u0662026-05-01"]},  # an Arabic-Indic 2
+            "tariff_plan.holidays[0]: '\u0662026-05-01' is not a date YYYY-MM-DD",
         ),
         (
             SCHEDULE | {"holidays": ["20260501"]},
