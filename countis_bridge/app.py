@@ -1,7 +1,7 @@
-"""Home Assistant add-on entrypoint: add-on options + the Supervisor's MQTT service -> bridge.
+"""Home Assistant app (formerly "add-on") entrypoint: options + the Supervisor's broker -> bridge.
 
 The Supervisor writes the user's options to ``/data/options.json`` and hands the container a
-token for its API; the Mosquitto add-on registers the broker's address and credentials as
+token for its API; the Mosquitto broker app registers the broker's address and credentials as
 the ``mqtt`` service (``GET http://supervisor/services/mqtt``). :func:`main` turns both into
 the bridge's YAML settings, optionally starts an emulated meter, and replaces itself
 (``exec``) with ``countis-bridge run --config FILE`` so the bridge is the container's main
@@ -48,7 +48,7 @@ OPTIONS_ENV = "COUNTIS_ADDON_OPTIONS"
 DATA_ENV = "COUNTIS_ADDON_DATA"
 RUN_DIR_ENV = "COUNTIS_ADDON_RUN_DIR"
 SUPERVISOR_URL_ENV = "COUNTIS_SUPERVISOR_URL"
-#: Set by the Supervisor in every add-on container (the name of a variable, not a secret).
+#: Set by the Supervisor in every app container (the name of a variable, not a secret).
 TOKEN_ENV = "SUPERVISOR_TOKEN"  # noqa: S105
 #: Our own variables; removed before the exec so the bridge's COUNTIS_* settings never see them.
 ADDON_ENV = (OPTIONS_ENV, DATA_ENV, RUN_DIR_ENV, SUPERVISOR_URL_ENV)
@@ -63,26 +63,14 @@ DEFAULT_SUPERVISOR_URL = "http://supervisor"
 SETTINGS_FILE = "countis-bridge.yaml"
 EMULATED_METER_NAME = "Emulated meter"
 # Pinned here, not left to the emulator's default: the serial is the device's identity in
-# Home Assistant, so it must not change with an update of the add-on.
+# Home Assistant, so it must not change with an update of the app.
 EMULATED_METER_SERIAL = "21170A0100001"
 EMULATOR_STATE_FILE = "emulator-state.json"
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AddonMeter:
-    """One meter of the add-on's ``meters`` option."""
-
-    name: str
-    host: str
-    port: int = 502
-    unit: int = 5
-    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Broker:
-    """Where the bridge finds its MQTT broker."""
+    """Where the bridge finds its MQTT broker (the Supervisor's answer, or the override)."""
 
     host: str
     port: int = 1883
@@ -91,111 +79,81 @@ class Broker:
     tls: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AddonOptions:
-    """The add-on options (``config.yaml`` ``options``/``schema``), parsed."""
-
-    meters: tuple[AddonMeter, ...] = ()
-    realtime_interval: float = 2.0
-    energy_interval: float = 10.0
-    discovery_prefix: str = "homeassistant"
-    base_topic: str = "countis"
-    discovery_mode: str = "device"
-    per_value_topics: bool = False
-    mqtt_override: Broker | None = None
-    log_level: str = "info"
-    emulate: bool = False
-
-
 # --- pure: options and Supervisor answers -> settings -------------------------------------
+#
+# The app's options are the bridge's settings under the same names: they are mapped onto
+# the settings document here and validated once, by the bridge's own settings
+# (countis_bridge.settings), so a bad option gets the same one-line message a bad YAML
+# file would. The Supervisor checks them against config.yaml's schema before that.
+
+#: Options copied to every meter (the app sets them for all meters at once).
+SHARED_METER_OPTIONS = ("realtime_interval", "energy_interval")
+#: Options copied to the settings' mqtt section.
+MQTT_OPTIONS = ("base_topic", "discovery_prefix", "discovery_mode", "per_value_topics")
 
 
-def _typed(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
-    value = raw.get(key, default)
-    # bool is an int: never accept true/false where a number is meant.
-    if isinstance(value, bool) and kind is not bool:
-        value = None
-    if value is None or not isinstance(value, kind):
-        raise ConfigError(f"add-on option {key}: expected {_kind_name(kind)}, got {value!r}")
-    return value
+def _present(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A mapping without its empty optional fields (the UI sends null or "" for them)."""
+    return {key: value for key, value in raw.items() if value is not None and value != ""}
 
 
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(k.__name__ for k in kinds)
-
-
-def _text_or_none(raw: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = raw.get(key)
-    if value is None or value == "":
+def mqtt_override(options: Mapping[str, Any]) -> Broker | None:
+    """The broker named in the ``mqtt`` option; None: ask the Supervisor."""
+    raw = options.get("mqtt")
+    if not isinstance(raw, Mapping) or not raw.get("host"):
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ConfigError(f"add-on option {where}.{key}: expected text, got {value!r}")
-    return str(value)
-
-
-def _meter(raw: object, index: int) -> AddonMeter:
-    where = f"meters[{index}]"
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"add-on option {where}: expected a mapping, got {raw!r}")
-    name = _text_or_none(raw, "name", where)
-    host = _text_or_none(raw, "host", where)
-    if name is None or host is None:
-        missing = "name" if name is None else "host"
-        raise ConfigError(f"add-on option {where}.{missing}: required")
-    port = raw.get("port")
-    unit = raw.get("unit")
-    read_only = raw.get("read_only")
-    return AddonMeter(
-        name=name.strip(),
-        host=host.strip(),
-        port=502 if port is None else _typed(raw, "port", int, None),
-        unit=5 if unit is None else _typed(raw, "unit", int, None),
-        read_only=False if read_only is None else _typed(raw, "read_only", bool, None),
-    )
-
-
-def _override(raw: object) -> Broker | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"add-on option mqtt: expected a mapping, got {raw!r}")
-    host = _text_or_none(raw, "host", "mqtt")
-    if host is None:
-        return None  # empty override: use the Supervisor's broker
-    port = raw.get("port")
+    given = _present(raw)
     return Broker(
-        host=host,
-        port=1883 if port is None else _typed(raw, "port", int, None),
-        username=_text_or_none(raw, "username", "mqtt"),
-        password=_text_or_none(raw, "password", "mqtt"),
+        host=str(given["host"]),
+        port=given.get("port", 1883),
+        username=str(given["username"]) if "username" in given else None,
+        password=str(given["password"]) if "password" in given else None,
     )
 
 
-def parse_options(raw: Mapping[str, Any]) -> AddonOptions:
-    """The add-on options from ``options.json`` (missing keys take the add-on defaults)."""
-    defaults = AddonOptions()
-    meters = raw.get("meters") or []
-    if not isinstance(meters, list):
-        raise ConfigError(f"add-on option meters: expected a list, got {meters!r}")
-    log_level = str(raw.get("log_level", defaults.log_level)).lower()
-    if log_level not in LOG_LEVELS:
-        raise ConfigError(f"add-on option log_level: expected one of {LOG_LEVELS}")
-    number = (int, float)
-    return AddonOptions(
-        meters=tuple(_meter(m, i) for i, m in enumerate(meters)),
-        realtime_interval=float(
-            _typed(raw, "realtime_interval", number, defaults.realtime_interval)
-        ),
-        energy_interval=float(_typed(raw, "energy_interval", number, defaults.energy_interval)),
-        discovery_prefix=_typed(raw, "discovery_prefix", str, defaults.discovery_prefix),
-        base_topic=_typed(raw, "base_topic", str, defaults.base_topic),
-        discovery_mode=_typed(raw, "discovery_mode", str, defaults.discovery_mode),
-        per_value_topics=_typed(raw, "per_value_topics", bool, defaults.per_value_topics),
-        mqtt_override=_override(raw.get("mqtt")),
-        log_level=log_level,
-        emulate=_typed(raw, "emulate", bool, defaults.emulate),
-    )
+def settings_document(
+    options: Mapping[str, Any],
+    broker: Broker,
+    *,
+    data_dir: Path,
+    emulator_port: int | None = None,
+) -> dict[str, Any]:
+    """The bridge's settings (the YAML file's content) for these options and broker."""
+    given = options.get("meters") or []
+    if not isinstance(given, list):
+        given = [given]  # not a list: the settings' validation names the problem
+    meters = [_present(m) if isinstance(m, Mapping) else m for m in given]
+    if emulator_port is not None:
+        meters.append({"name": EMULATED_METER_NAME, "host": "127.0.0.1", "port": emulator_port})
+    if not meters:
+        raise ConfigError("no meters: add a meter to the app's meters option, or turn on emulate")
+    shared = {k: options[k] for k in SHARED_METER_OPTIONS if k in options}
+    mqtt: dict[str, Any] = {
+        "host": broker.host,
+        "port": broker.port,
+        "username": broker.username,
+        "password": broker.password,
+        "client_id": "countis-bridge-app",
+        **{k: options[k] for k in MQTT_OPTIONS if k in options},
+    }
+    if broker.tls:
+        mqtt["tls"] = {"enabled": True}
+    return {
+        "mqtt": mqtt,
+        "meters": [{**m, **shared} if isinstance(m, Mapping) else m for m in meters],
+        "data_dir": str(data_dir / "countis-bridge"),
+        "log_level": str(options.get("log_level", "info")).upper(),
+    }
+
+
+def validate(document: Mapping[str, Any]) -> None:
+    """Check the settings as the bridge will (ConfigError naming the option)."""
+    from countis_bridge.settings import settings_from_mapping  # noqa: PLC0415
+
+    try:
+        settings_from_mapping(document)
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("invalid setting ", "invalid app option ", 1)) from err
 
 
 def parse_mqtt_service(payload: object) -> Broker:
@@ -224,77 +182,26 @@ def parse_mqtt_service(payload: object) -> Broker:
     )
 
 
-def build_settings(
-    options: AddonOptions,
-    broker: Broker,
-    *,
-    data_dir: Path,
-    emulator_port: int | None = None,
-) -> dict[str, Any]:
-    """The bridge's settings (the YAML file's content) for these options and broker."""
-    meters = list(options.meters)
-    if emulator_port is not None:
-        if any(m.name.casefold() == EMULATED_METER_NAME.casefold() for m in meters):
-            raise ConfigError(
-                f"add-on option meters: {EMULATED_METER_NAME!r} is the emulated meter's name"
-            )
-        meters.append(AddonMeter(name=EMULATED_METER_NAME, host="127.0.0.1", port=emulator_port))
-    if not meters:
-        raise ConfigError(
-            "no meters: add a meter to the add-on's meters option, or turn on emulate"
-        )
-    mqtt: dict[str, Any] = {
-        "host": broker.host,
-        "port": broker.port,
-        "username": broker.username,
-        "password": broker.password,
-        "client_id": "countis-bridge-addon",
-        "base_topic": options.base_topic,
-        "discovery_prefix": options.discovery_prefix,
-        "discovery_mode": options.discovery_mode,
-        "per_value_topics": options.per_value_topics,
-    }
-    if broker.tls:
-        mqtt["tls"] = {"enabled": True}
-    return {
-        "mqtt": mqtt,
-        "meters": [
-            {
-                "name": m.name,
-                "host": m.host,
-                "port": m.port,
-                "unit": m.unit,
-                "read_only": m.read_only,
-                "realtime_interval": options.realtime_interval,
-                "energy_interval": options.energy_interval,
-            }
-            for m in meters
-        ],
-        "data_dir": str(data_dir / "countis-bridge"),
-        "log_level": options.log_level.upper(),
-    }
-
-
 # --- I/O -----------------------------------------------------------------------------------
 
 
-def read_options(path: Path) -> AddonOptions:
-    """Parse the options file the Supervisor wrote."""
+def read_options(path: Path) -> dict[str, Any]:
+    """The options file the Supervisor wrote (a JSON object)."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"add-on options not found: {path}") from None
+        raise ConfigError(f"app options not found: {path}") from None
     except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot read add-on options {path}: {err}") from err
+        raise ConfigError(f"cannot read app options {path}: {err}") from err
     if not isinstance(raw, dict):
-        raise ConfigError(f"add-on options {path}: expected a JSON object")
-    return parse_options(raw)
+        raise ConfigError(f"app options {path}: expected a JSON object")
+    return raw
 
 
 def fetch_mqtt_service(
     base_url: str, token: str, *, attempts: int = 6, delay: float = 5.0, timeout: float = 10.0
 ) -> Broker:
-    """Ask the Supervisor for the MQTT service; retries while the broker add-on starts."""
+    """Ask the Supervisor for the MQTT service; retries while the broker app starts."""
     request = urllib.request.Request(  # noqa: S310 - the Supervisor's URL (http by design)
         f"{base_url.rstrip('/')}/services/mqtt",
         headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
@@ -309,7 +216,7 @@ def fetch_mqtt_service(
                 raise ConfigError(
                     f"Supervisor refused the MQTT service request (HTTP {err.code})"
                 ) from err
-            # 400 = no MQTT service yet (the broker add-on is not running) or a Supervisor
+            # 400 = no MQTT service yet (the broker app is not running) or a Supervisor
             # hiccup: both can pass while Home Assistant boots.
             problem = _error_message(err)
         except (urllib.error.URLError, OSError, ValueError, ConfigError) as err:
@@ -321,7 +228,7 @@ def fetch_mqtt_service(
             time.sleep(delay)
     raise ConfigError(
         f"no MQTT broker from the Supervisor ({problem}): install and start the Mosquitto"
-        " broker add-on, or set the add-on's mqtt option"
+        " broker app, or set the app's mqtt option"
     )
 
 
@@ -334,16 +241,17 @@ def _error_message(err: urllib.error.HTTPError) -> str:
     return f"HTTP {err.code}" + (f": {message}" if message else "")
 
 
-def resolve_broker(options: AddonOptions, env: Mapping[str, str]) -> Broker:
+def resolve_broker(options: Mapping[str, Any], env: Mapping[str, str]) -> Broker:
     """The override from the options, else the Supervisor's MQTT service."""
-    if options.mqtt_override is not None:
-        _LOGGER.info("using the MQTT broker of the add-on options: %s", options.mqtt_override.host)
-        return options.mqtt_override
+    override = mqtt_override(options)
+    if override is not None:
+        _LOGGER.info("using the MQTT broker of the app options: %s", override.host)
+        return override
     token = env.get(TOKEN_ENV)
     if not token:
         raise ConfigError(
-            f"{TOKEN_ENV} is not set (not running as a Home Assistant add-on?):"
-            " set the add-on's mqtt option to name a broker"
+            f"{TOKEN_ENV} is not set (not running as a Home Assistant app?):"
+            " set the app's mqtt option to name a broker"
         )
     broker = fetch_mqtt_service(env.get(SUPERVISOR_URL_ENV, DEFAULT_SUPERVISOR_URL), token)
     _LOGGER.info("using the MQTT broker of the Supervisor: %s:%s", broker.host, broker.port)
@@ -408,7 +316,7 @@ def start_emulator(
 
 
 def bridge_command(settings_file: Path, log_level: str) -> list[str]:
-    """The command line the add-on execs: the bridge daemon with the generated settings."""
+    """The command line the app execs: the bridge daemon with the generated settings."""
     return [
         sys.executable, "-m", "countis_bridge", "--log-level", log_level.upper(),
         "run", "--config", str(settings_file),
@@ -421,14 +329,16 @@ def prepare(env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     data_dir = Path(env.get(DATA_ENV, DEFAULT_DATA))
     run_dir = Path(env.get(RUN_DIR_ENV, DEFAULT_RUN_DIR))
     broker = resolve_broker(options, env)
-    emulator_port = free_port() if options.emulate else None
-    settings = build_settings(options, broker, data_dir=data_dir, emulator_port=emulator_port)
+    emulator_port = free_port() if options.get("emulate") else None
+    settings = settings_document(options, broker, data_dir=data_dir, emulator_port=emulator_port)
+    validate(settings)
     settings_file = write_settings(settings, run_dir)
+    log_level = settings["log_level"]
     if emulator_port is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        start_emulator(emulator_port, data_dir / EMULATOR_STATE_FILE, options.log_level)
+        start_emulator(emulator_port, data_dir / EMULATOR_STATE_FILE, log_level)
     child_env = {k: v for k, v in env.items() if k not in ADDON_ENV}
-    return bridge_command(settings_file, options.log_level), child_env
+    return bridge_command(settings_file, log_level), child_env
 
 
 def run(env: Mapping[str, str]) -> NoReturn:
@@ -531,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "run":
             run(os.environ)
     except CountisError as err:
-        print(f"countis-bridge add-on: error: {err}", file=sys.stderr)
+        print(f"countis-bridge app: error: {err}", file=sys.stderr)
         return 2 if isinstance(err, ConfigError) else 1
     print(f"usage: python -m countis_bridge.app [run|health] (got {command!r})", file=sys.stderr)
     return 2

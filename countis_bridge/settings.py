@@ -314,7 +314,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def load_settings(path: Path | None, cli_overrides: Mapping[str, Any] | None = None) -> Settings:
     """Settings from the YAML file ``path`` (optional), the environment and CLI overrides."""
-    data = _read_yaml(path) if path is not None else {}
+    return settings_from_mapping(_read_yaml(path) if path is not None else {}, cli_overrides)
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any], cli_overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Settings from a document (as a YAML file holds), the environment and CLI overrides."""
     token = _FILE_DATA.set(data)
     try:
         return Settings(**dict(cli_overrides or {}))

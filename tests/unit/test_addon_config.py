@@ -20,8 +20,10 @@ from typing import Any
 
 import pytest
 import yaml
+from countis.config import DEFAULT_ENERGY_INTERVAL, DEFAULT_REALTIME_INTERVAL
 
-from countis_bridge.app import AddonOptions, parse_options
+from countis_bridge.app import Broker, settings_document
+from countis_bridge.settings import MqttSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "addon"
@@ -271,9 +273,17 @@ def test_the_schema_rejects_bad_values(
         check_options(config["schema"], user_options(**change))
 
 
-def test_entrypoint_defaults_are_the_add_on_defaults(config: dict[str, Any]) -> None:
-    assert parse_options(config["options"]) == AddonOptions()
-    assert parse_options({}) == AddonOptions()
+def test_the_app_defaults_are_the_bridge_defaults(config: dict[str, Any]) -> None:
+    defaults = config["options"]
+    assert defaults["realtime_interval"] == DEFAULT_REALTIME_INTERVAL
+    assert defaults["energy_interval"] == DEFAULT_ENERGY_INTERVAL
+    mqtt = MqttSettings()
+    for option in ("base_topic", "discovery_prefix", "discovery_mode", "per_value_topics"):
+        assert defaults[option] == getattr(mqtt, option), option
+    document = settings_document(
+        {**defaults, "meters": [{"name": "M", "host": "h"}]}, Broker(host="b"), data_dir=Path("/d")
+    )
+    assert document["log_level"] == "INFO"
 
 
 # --- build.yaml -----------------------------------------------------------------------------

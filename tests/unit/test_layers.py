@@ -41,6 +41,7 @@ LAYERS: dict[str, dict[str, str]] = {
         "partial": "pure",
         "schedule": "pure",
         "tariff_plan": "pure",
+        "tariff_plan_parse": "pure",
         "modbus_tcp": "adapters",
         "client": "adapters",
         "session": "composition",

@@ -188,7 +188,7 @@ async def test_a_reset_on_the_front_panel_is_detected_and_saved_at_once():
 
 
 async def test_a_tariff_write_whose_read_back_disagrees():
-    session, meter, clock, _ = make()
+    session, meter, _, _ = make()
     await session.poll()
     meter.tariff_reported = 1
     with pytest.raises(CommandError):

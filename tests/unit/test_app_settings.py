@@ -1,8 +1,9 @@
-"""The add-on entrypoint's pure part: options and Supervisor answers -> bridge settings."""
+"""The app entrypoint's pure part: options and Supervisor answers -> bridge settings."""
 
 from __future__ import annotations
 
 import json
+import re
 import stat
 import sys
 from pathlib import Path
@@ -11,15 +12,14 @@ from typing import Any
 import pytest
 from countis.errors import ConfigError
 
-from countis_bridge import app as addon
+from countis_bridge import app
 from countis_bridge.app import (
     EMULATED_METER_NAME,
-    AddonMeter,
-    AddonOptions,
     Broker,
-    build_settings,
+    mqtt_override,
     parse_mqtt_service,
-    parse_options,
+    settings_document,
+    validate,
     write_settings,
 )
 from countis_bridge.settings import load_settings
@@ -38,72 +38,69 @@ SERVICE = {
 }
 
 
-def test_parse_options_of_a_full_configuration() -> None:
-    options = parse_options(
-        {
-            "meters": [
-                {
-                    "name": " Main ",
-                    "host": "192.168.0.4",
-                    "port": 1502,
-                    "unit": 7,
-                    "read_only": True,
-                },
-                {"name": "Heat pump", "host": "meter2.lan"},
-            ],
-            "realtime_interval": 1,
-            "energy_interval": 30.5,
-            "discovery_prefix": "ha",
-            "base_topic": "site/countis",
-            "discovery_mode": "entity",
-            "per_value_topics": True,
-            "mqtt": {"host": "broker.lan", "port": 8883, "username": "u", "password": 1234},
-            "log_level": "DEBUG",
-            "emulate": True,
-        }
-    )
-    assert options == AddonOptions(
-        meters=(
-            AddonMeter(name="Main", host="192.168.0.4", port=1502, unit=7, read_only=True),
-            AddonMeter(name="Heat pump", host="meter2.lan", port=502, unit=5, read_only=False),
-        ),
-        realtime_interval=1.0,
-        energy_interval=30.5,
-        discovery_prefix="ha",
-        base_topic="site/countis",
-        discovery_mode="entity",
-        per_value_topics=True,
-        mqtt_override=Broker(host="broker.lan", port=8883, username="u", password="1234"),
-        log_level="debug",
-        emulate=True,
+FULL = {
+    "meters": [
+        {"name": " Main ", "host": "192.168.0.4", "port": 1502, "unit": 7, "read_only": True},
+        {"name": "Heat pump", "host": "meter2.lan", "port": None, "unit": None},
+    ],
+    "realtime_interval": 1,
+    "energy_interval": 30.5,
+    "discovery_prefix": "ha",
+    "base_topic": "site/countis",
+    "discovery_mode": "entity",
+    "per_value_topics": True,
+    "mqtt": {"host": "broker.lan", "port": 8883, "username": "u", "password": 1234},
+    "log_level": "debug",
+    "emulate": True,
+}
+
+
+def test_a_full_configuration_maps_onto_the_bridge_settings() -> None:
+    document = settings_document(FULL, Broker(host="b"), data_dir=Path("/data"), emulator_port=9)
+    validate(document)
+    assert document["meters"] == [
+        {"name": " Main ", "host": "192.168.0.4", "port": 1502, "unit": 7, "read_only": True,
+         "realtime_interval": 1, "energy_interval": 30.5},
+        {"name": "Heat pump", "host": "meter2.lan", "realtime_interval": 1,
+         "energy_interval": 30.5},
+        {"name": EMULATED_METER_NAME, "host": "127.0.0.1", "port": 9, "realtime_interval": 1,
+         "energy_interval": 30.5},
+    ]  # fmt: skip
+    assert document["mqtt"]["base_topic"] == "site/countis"
+    assert document["mqtt"]["discovery_mode"] == "entity"
+    assert document["log_level"] == "DEBUG"
+    assert mqtt_override(FULL) == Broker(
+        host="broker.lan", port=8883, username="u", password="1234"
     )
 
 
 def test_an_empty_mqtt_override_means_the_supervisor_broker() -> None:
-    assert parse_options({"mqtt": {}}).mqtt_override is None
-    assert parse_options({"mqtt": {"host": "", "username": "u"}}).mqtt_override is None
-    assert parse_options({"mqtt": {"host": "b"}}).mqtt_override == Broker(host="b")
+    assert mqtt_override({"mqtt": {}}) is None
+    assert mqtt_override({"mqtt": {"host": "", "username": "u"}}) is None
+    assert mqtt_override({}) is None
+    assert mqtt_override({"mqtt": {"host": "b"}}) == Broker(host="b")
 
 
 @pytest.mark.parametrize(
-    ("raw", "problem"),
+    ("options", "problem"),
     [
-        ({"meters": {"name": "x"}}, "meters: expected a list"),
-        ({"meters": ["Main"]}, "meters[0]: expected a mapping"),
-        ({"meters": [{"name": "Main"}]}, "meters[0].host: required"),
-        ({"meters": [{"host": "h"}]}, "meters[0].name: required"),
-        ({"meters": [{"name": "M", "host": "h", "port": True}]}, "port: expected int"),
-        ({"meters": [{"name": "M", "host": "h", "unit": "5"}]}, "unit: expected int"),
-        ({"realtime_interval": "fast"}, "realtime_interval: expected int or float"),
-        ({"per_value_topics": "yes"}, "per_value_topics: expected bool"),
+        ({"meters": "Main"}, "meters[0]: Input should be a dictionary"),
+        ({"meters": ["Main"]}, "meters[0]: Input should be a dictionary"),
+        ({"meters": [{"name": "Main"}]}, "meters[0].host: required field is missing"),
+        ({"meters": [{"name": "M", "host": "h", "port": 0}]}, "meters[0].port: must be a number"),
+        ({"meters": [{"name": "M", "host": "h", "unit": "x"}]}, "meters[0].unit"),
+        ({"meters": [{"name": "M", "host": "a..b"}]}, "meters[0].host: 'a..b' is not a valid"),
+        ({"realtime_interval": "fast"}, "meters[0].realtime_interval"),
+        ({"per_value_topics": "maybe"}, "mqtt.per_value_topics"),
         ({"log_level": "trace"}, "log_level"),
-        ({"mqtt": "broker"}, "mqtt: expected a mapping"),
-        ({"mqtt": {"host": ["a"]}}, "mqtt.host: expected text"),
+        ({"base_topic": "a/#"}, "mqtt.base_topic"),
     ],
 )
-def test_bad_options_name_the_field(raw: dict[str, Any], problem: str) -> None:
-    with pytest.raises(ConfigError, match=r"add-on option .*" + problem.replace("[", r"\[")):
-        parse_options(raw)
+def test_bad_options_name_the_option(options: dict[str, Any], problem: str) -> None:
+    full = {"meters": [{"name": "Main", "host": "h"}], **options}
+    document = settings_document(full, Broker(host="h"), data_dir=Path("/data"))
+    with pytest.raises(ConfigError, match=r"^invalid app option " + re.escape(problem)):
+        validate(document)
 
 
 def test_parse_mqtt_service() -> None:
@@ -133,19 +130,17 @@ def test_the_password_is_not_in_the_repr() -> None:
 
 
 def test_settings_round_trip_through_the_bridge_settings(tmp_path: Path) -> None:
-    options = parse_options(
-        {
-            "meters": [{"name": "Main", "host": "192.168.0.4", "unit": 7, "read_only": True}],
-            "realtime_interval": 1.5,
-            "energy_interval": 20,
-            "base_topic": "site/countis",
-            "discovery_mode": "entity",
-            "per_value_topics": True,
-            "log_level": "warning",
-        }
-    )
+    options = {
+        "meters": [{"name": "Main", "host": "192.168.0.4", "unit": 7, "read_only": True}],
+        "realtime_interval": 1.5,
+        "energy_interval": 20,
+        "base_topic": "site/countis",
+        "discovery_mode": "entity",
+        "per_value_topics": True,
+        "log_level": "warning",
+    }
     broker = Broker(host="core-mosquitto", port=1884, username="addons", password="1234", tls=True)
-    data = build_settings(options, broker, data_dir=tmp_path / "data", emulator_port=5999)
+    data = settings_document(options, broker, data_dir=tmp_path / "data", emulator_port=5999)
     path = write_settings(data, tmp_path / "run")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600  # the broker password is inside
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
@@ -171,18 +166,19 @@ def test_settings_round_trip_through_the_bridge_settings(tmp_path: Path) -> None
 
 def test_no_meters_is_an_error() -> None:
     with pytest.raises(ConfigError, match="no meters"):
-        build_settings(AddonOptions(), Broker(host="h"), data_dir=Path("/data"))
+        settings_document({}, Broker(host="h"), data_dir=Path("/data"))
 
 
-def test_the_emulated_meter_name_is_reserved() -> None:
-    options = AddonOptions(meters=(AddonMeter(name="emulated METER", host="h"),), emulate=True)
-    with pytest.raises(ConfigError, match="emulated meter's name"):
-        build_settings(options, Broker(host="h"), data_dir=Path("/data"), emulator_port=1)
+def test_the_emulated_meter_name_is_taken() -> None:
+    options = {"meters": [{"name": "emulated METER", "host": "h"}]}
+    document = settings_document(options, Broker(host="h"), data_dir=Path("/data"), emulator_port=1)
+    with pytest.raises(ConfigError, match="duplicate meter name 'Emulated meter'"):
+        validate(document)
 
 
 def test_without_token_or_override_there_is_no_broker() -> None:
     with pytest.raises(ConfigError, match="SUPERVISOR_TOKEN is not set"):
-        addon.resolve_broker(AddonOptions(), {})
+        app.resolve_broker({}, {})
 
 
 def test_prepare_with_an_mqtt_override(tmp_path: Path) -> None:
@@ -198,14 +194,14 @@ def test_prepare_with_an_mqtt_override(tmp_path: Path) -> None:
         )
     )
     env = {
-        addon.OPTIONS_ENV: str(options_file),
-        addon.DATA_ENV: str(tmp_path / "data"),
-        addon.RUN_DIR_ENV: str(tmp_path / "run"),
-        addon.SUPERVISOR_URL_ENV: "http://127.0.0.1:9",  # never asked: the override wins
+        app.OPTIONS_ENV: str(options_file),
+        app.DATA_ENV: str(tmp_path / "data"),
+        app.RUN_DIR_ENV: str(tmp_path / "run"),
+        app.SUPERVISOR_URL_ENV: "http://127.0.0.1:9",  # never asked: the override wins
         "PATH": "/usr/bin",
     }
-    command, child_env = addon.prepare(env)
-    settings_file = tmp_path / "run" / addon.SETTINGS_FILE
+    command, child_env = app.prepare(env)
+    settings_file = tmp_path / "run" / app.SETTINGS_FILE
     assert command == [
         sys.executable, "-m", "countis_bridge", "--log-level", "DEBUG",
         "run", "--config", str(settings_file),
@@ -217,22 +213,22 @@ def test_prepare_with_an_mqtt_override(tmp_path: Path) -> None:
 
 
 def test_main_rejects_unknown_commands(capsys: pytest.CaptureFixture[str]) -> None:
-    assert addon.main(["jump"]) == 2
+    assert app.main(["jump"]) == 2
     assert "usage" in capsys.readouterr().err
 
 
 def test_main_reports_config_errors_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv(addon.OPTIONS_ENV, str(tmp_path / "missing.json"))
-    assert addon.main([]) == 2
+    monkeypatch.setenv(app.OPTIONS_ENV, str(tmp_path / "missing.json"))
+    assert app.main([]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("countis-bridge add-on: error: add-on options not found")
+    assert err[-1].startswith("countis-bridge app: error: app options not found")
 
 
 def test_health_without_settings_is_unhealthy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv(addon.RUN_DIR_ENV, str(tmp_path))
-    assert addon.main(["health"]) == 1  # Docker: 1 = unhealthy (2 is reserved)
+    monkeypatch.setenv(app.RUN_DIR_ENV, str(tmp_path))
+    assert app.main(["health"]) == 1  # Docker: 1 = unhealthy (2 is reserved)
     assert "unhealthy" in capsys.readouterr().err
