@@ -9,7 +9,7 @@ test:  ## the whole test suite, set-up included (lint, types, unit, integration,
 
 lint:
 	scripts/bootstrap.sh
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy bridge
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy lib/countis countis_bridge
 
 bench:  ## fleet benchmark (see bench/README.md)
 	scripts/bootstrap.sh

@@ -17,14 +17,17 @@ from countis.errors import (
     CountisError,
     MeterConnectionError,
     MeterTimeoutError,
+    MissingDependencyError,
     NotACountisError,
 )
 
 from countis_bridge import __version__
 
-#: Exit codes: 1 = runtime failure, 2 = bad usage or configuration, 3 = not a COUNTIS.
+#: Exit codes: 1 = runtime failure, 2 = bad usage, configuration or installation,
+#: 3 = not a COUNTIS.
 EXIT_CODES: tuple[tuple[type[CountisError], int, str], ...] = (
     (ConfigError, 2, "check the configuration file and options"),
+    (MissingDependencyError, 2, ""),  # the message names the package and the pip command
     (NotACountisError, 3, "is this a Socomec COUNTIS E27/E28, and is the unit id right?"),
     (MeterTimeoutError, 1, "check the unit id (default 5) and that the meter is powered"),
     (MeterConnectionError, 1, "check the address and port, and that Modbus TCP is reachable"),

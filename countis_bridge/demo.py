@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from countis.config import MeterConfig
-from countis.errors import CountisError
+from countis.errors import CountisError, MissingDependencyError
 from countis.session import SystemClock
 
 from countis_bridge.discovery import DiscoveryOptions
@@ -107,10 +107,10 @@ async def amqtt_broker(port: int) -> AsyncIterator[str]:
         from amqtt.broker import Broker  # noqa: PLC0415 - optional (the "demo" extra)
     except ImportError as err:
         msg = (
-            "no MQTT broker for the demo: install Mosquitto (apt-get install mosquitto) "
-            "or amqtt (pip install 'countis-bridge[demo]')"
+            "the demo needs an MQTT broker: amqtt is not installed"
+            " (pip install 'countis-bridge[demo]', or install Mosquitto)"
         )
-        raise CountisError(msg) from err
+        raise MissingDependencyError(msg) from err
     for name in ("amqtt", "transitions"):  # chatty at INFO: one line per client event
         logging.getLogger(name).setLevel(logging.WARNING)
     broker = Broker(

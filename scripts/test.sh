@@ -17,7 +17,10 @@ echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "==> mypy --strict"
-.venv/bin/mypy bridge
+.venv/bin/mypy lib/countis countis_bridge
+
+echo "==> build both distributions (sdist + wheel, twine check) and the offline wheelhouse"
+scripts/build-dists.sh
 
 echo "==> unit and integration tests (Python $(.venv/bin/python -c 'import sys; print(sys.version.split()[0])'), pymodbus $(.venv/bin/python -c 'import pymodbus; print(pymodbus.__version__)'))"
 .venv/bin/python -m pytest tests/unit tests/integration "$@"

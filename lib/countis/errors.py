@@ -64,3 +64,7 @@ class CodecError(CountisError, ValueError):
 
 class ConfigError(CountisError, ValueError):
     """The configuration is missing or invalid (a ValueError: validators report it as such)."""
+
+
+class MissingDependencyError(CountisError):
+    """An optional package a command needs is not installed (the message says how to)."""

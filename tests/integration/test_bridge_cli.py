@@ -6,10 +6,14 @@ import asyncio
 import json
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from countis.catalogue import VALUE_KEYS
+
+from countis_bridge import cli
 
 CONFIG_ERRORS = {
     "missing file": (None, "configuration file not found"),
@@ -76,9 +80,10 @@ async def test_discovery_command_prints_every_payload(
     assert len(sensors) == len(VALUE_KEYS)
 
 
-async def wait_port(harness, port: int, proc: asyncio.subprocess.Process, within: float) -> None:
+async def wait_header(log: Path, proc: asyncio.subprocess.Process, within: float) -> None:
+    """Wait for the demo's header: its broker is up (no bare TCP probe, which a broker logs)."""
     deadline = time.monotonic() + within
-    while not harness.port_open(port):
+    while "  watch:" not in log.read_text(errors="replace"):  # noqa: ASYNC240 - a tiny file
         assert proc.returncode is None, "demo exited early"
         assert time.monotonic() < deadline, "demo broker did not come up"
         await asyncio.sleep(0.05)
@@ -102,14 +107,17 @@ async def test_demo_shows_live_values_and_stops_on_sigint(
         stderr=subprocess.STDOUT,
     )
     try:
-        await wait_port(bridge_harness, port, proc, within=10)
+        await wait_header(tmp_path / "demo.log", proc, within=10)
         recorder = make_recorder("127.0.0.1", port, ("countis/#",))
+        # Every value, counters included, although the meters run 60x faster than the clock.
+        every = ("power", "energy_export", "energy_balance", "apparent_energy")
         state = await recorder.wait_for(
-            "countis/demo_1/state", lambda m: "power" in m.json(), within=10
+            "countis/demo_1/state", lambda m: all(k in m.json() for k in every), within=10
         )
         assert time.monotonic() - started < 10
         assert state.json()["voltage_l1"] > 200
         await recorder.wait_for("countis/demo_1/availability", lambda m: m.payload == b"online")
+        await asyncio.sleep(2.5)  # a table or two on stdout
         proc.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(proc.wait(), 15)
     finally:
@@ -121,4 +129,18 @@ async def test_demo_shows_live_values_and_stops_on_sigint(
     assert code == 0, output
     assert f"mosquitto_sub -h 127.0.0.1 -p {port} -t 'countis/#' -v" in output
     assert "Traceback" not in output
+    assert " ERROR " not in output
     assert ("broker amqtt" in output) == (broker == "amqtt")
+    # Piped, not a terminal: each table keeps its column header.
+    tables = [line for line in output.splitlines() if line.split()[:2] == ["meter", "status"]]
+    assert len(tables) >= 2
+    assert "guard_rejections': 0" in output  # the stop's totals: no counter was refused
+
+
+def test_a_missing_optional_package_is_one_line_and_exit_2(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "amqtt.broker", None)  # import fails as if not installed
+    assert cli.main(["demo", "--broker", "amqtt", "--duration", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("countis-bridge demo: error: the demo needs an MQTT broker")
+    assert "pip install 'countis-bridge[demo]'" in err[-1]
+    assert not [line for line in err if "Traceback" in line]
