@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import random
-import socket
 import statistics
 import struct
 import subprocess
@@ -37,17 +36,13 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
+from countis_bridge.ports import free_port
+
 HOST = "127.0.0.1"
 REALTIME = (0xC550, 62)
 ENERGY = ((0x6580, 66), (0xC800, 50), (0x8000, 48), (0x8100, 6), (0x9000, 11), (0xC700, 65))
 _MBAP = struct.Struct(">HHHBBHH")
 _CLK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:

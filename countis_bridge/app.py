@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from countis.errors import ConfigError, CountisError
 
+from countis_bridge.ports import free_port
+
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
     from paho.mqtt.properties import Properties
@@ -268,13 +270,6 @@ def write_settings(settings: Mapping[str, Any], run_dir: Path) -> Path:
         json.dump(settings, out, indent=2)
         out.write("\n")
     return path
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,19 +30,13 @@ from countis_bridge.discovery import DiscoveryOptions
 from countis_bridge.emulator import EmulatedMeter, EmulatorServer
 from countis_bridge.mqtt import BrokerOptions
 from countis_bridge.poller import MeterPoller
+from countis_bridge.ports import free_port
 from countis_bridge.service import Bridge, BridgeConfig
 
 HOST = "127.0.0.1"
 BASE_TOPIC = "countis"
 FIRST_SERIAL = 42  # demo serials 21170A0100042, 21170A0100043, ...
 _LOG = logging.getLogger("countis_bridge.demo")
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 async def _wait_port(port: int, proc: subprocess.Popen[bytes], within: float = 10.0) -> bool:

@@ -1,4 +1,4 @@
-"""Pure MQTT topic builders and the meter slug (DESIGN.md §3).
+"""Pure MQTT topic builders and the meter slug (the MQTT contract: see README).
 
 Public API (stable; every function is pure):
 
@@ -33,8 +33,6 @@ import unicodedata
 
 #: Slug that would collide with the bridge's own topics.
 RESERVED_SLUGS: frozenset[str] = frozenset({"bridge"})
-#: Command names accepted under ``<base>/<meter>/set/``.
-COMMANDS: tuple[str, ...] = ("tariff", "partial")
 
 _NON_SLUG = re.compile(r"[^a-z0-9]+")
 # Letters NFKD does not decompose into ASCII; folded by hand so German/Nordic names stay readable.

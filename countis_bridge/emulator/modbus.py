@@ -1,7 +1,7 @@
 """What the emulated meter answers to a Modbus request (pure: no pymodbus, no I/O).
 
 Exception behaviour — Socomec does not document it (register notes §7); these are our
-choices (DESIGN.md §2), all made here and nowhere else:
+choices (docs/design.md, the meter), all made here and nowhere else:
 
 * Only function codes 3 (read), 6 (write one) and 16 (write many) exist: the table lists
   READ / WRITE / WRITE_MANY only. Every other code, FC4 included, answers exception 1.

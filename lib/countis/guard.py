@@ -1,4 +1,4 @@
-"""The counter guard (DESIGN.md §3): never let an implausible energy value through (pure).
+"""The counter guard: never let an implausible energy value through (pure).
 
 Rules, per key, against the last value the guard accepted for it:
 

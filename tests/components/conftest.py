@@ -6,7 +6,6 @@ states can be compared with the emulator's own values exactly.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Iterator
 from unittest.mock import PropertyMock, patch
 
@@ -90,13 +89,6 @@ def port(server: EmulatorServer) -> int:
 
 
 @pytest.fixture
-def free_port() -> int:
-    """A loopback port nobody listens on (connection refused)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def options() -> dict[str, object]:
     """Entry options; tests override this fixture through parametrisation if needed."""

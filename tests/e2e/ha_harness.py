@@ -25,15 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from countis_bridge.ports import free_port, port_open
+
 HOST = "127.0.0.1"
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port on loopback that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def free_ports(count: int) -> list[int]:
@@ -43,13 +38,6 @@ def free_ports(count: int) -> list[int]:
         for sock in socks:
             sock.bind((HOST, 0))
         return [int(sock.getsockname()[1]) for sock in socks]
-
-
-def port_open(port: int) -> bool:
-    """Whether something accepts connections on 127.0.0.1:``port``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((HOST, port)) == 0
 
 
 def wait_until(probe: Callable[[], T | None], *, within: float, every: float = 0.2, what: str) -> T:

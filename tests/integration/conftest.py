@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -27,21 +26,9 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from countis_bridge.ports import free_port, port_open
+
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A TCP port on loopback that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int, host: str = HOST) -> bool:
-    """Whether something accepts TCP connections on ``host:port``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
 
 
 def mosquitto_binary() -> str:

@@ -14,13 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from countis_bridge.ports import free_port
+
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def http(port, path, body=None):

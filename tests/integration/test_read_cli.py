@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ import pymodbus.datastore as datastore
 import pytest
 from countis.catalogue import VALUE_KEYS
 from pymodbus.server import ModbusTcpServer
+
+from countis_bridge.ports import free_port, port_open
 
 HOST = "127.0.0.1"
 IDENTITY_KEYS = {
@@ -26,18 +27,6 @@ IDENTITY_KEYS = {
     "table_version",
     "mid",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((HOST, port)) == 0
 
 
 async def run_cli(*args: str, within: float = 20.0) -> tuple[int, str, str]:

@@ -1,4 +1,4 @@
-"""Home Assistant discovery payloads: snapshots and the contract of DESIGN.md §3.
+"""Home Assistant discovery payloads: snapshots and the MQTT contract (README, docs/design.md).
 
 Snapshots live in ``tests/unit/snapshots/``; regenerate them after an intended change with
 ``UPDATE_SNAPSHOTS=1 pytest tests/unit/test_discovery.py`` and review the diff.

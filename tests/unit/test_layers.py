@@ -51,6 +51,7 @@ LAYERS: dict[str, dict[str, str]] = {
         "discovery": "pure",
         "commands": "pure",
         "durable": "adapters",
+        "ports": "adapters",
         "retained": "adapters",
         "partial_store": "adapters",
         "mqtt": "adapters",
