@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from countis.errors import ConfigError
+from countis.tariff_plan import Schedule, TariffPlan, validate_schedule
 
 DEFAULT_PORT = 502
 DEFAULT_UNIT = 5  # the E27/E28 factory Modbus address (manual: "Modbus address 5")
@@ -79,6 +80,7 @@ class MeterConfig:
     retry_max: float | None = None  # longest wait between retries; None: 1.5 x realtime
     read_only: bool = False  # refuse tariff and partial-meter commands
     tariff_broadcast: bool = False  # tariff writes go to unit 0: every meter at this address
+    tariff_plan: TariffPlan | None = None  # the bridge switches T1/T2 by this plan
 
     def __post_init__(self) -> None:
         """Validate every field (ConfigError naming the first bad one)."""
@@ -99,6 +101,11 @@ class MeterConfig:
             object.__setattr__(self, "name", name)
         if self.serial is not None and not re.fullmatch(r"[0-9A-Za-z-]{1,32}", self.serial):
             raise ConfigError(f"serial: {self.serial!r} is not a COUNTIS serial number")
+        if self.tariff_plan is not None:
+            if self.read_only:
+                raise ConfigError("tariff_plan: a read-only meter cannot follow a tariff plan")
+            if isinstance(self.tariff_plan, Schedule):
+                validate_schedule(self.tariff_plan)
 
     @property
     def retry_cap(self) -> float:

@@ -87,9 +87,10 @@ _ENABLED_STEMS = frozenset({
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SensorSpec:
-    """One value of the catalogue, as a Home Assistant sensor."""
+    """One value (of the catalogue, or of the tariff plan) as a Home Assistant sensor."""
 
-    value: ValueSpec
+    key: str
+    unit: str | None = None
     name: str
     translation_key: str
     placeholders: tuple[tuple[str, str], ...] = ()
@@ -100,16 +101,6 @@ class SensorSpec:
     entity_category: str | None = None
     icon: str | None = None
     options: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> str:
-        """The value key (the catalogue's)."""
-        return self.value.key
-
-    @property
-    def unit(self) -> str | None:
-        """The unit of the value (the catalogue's)."""
-        return self.value.unit
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,7 +169,8 @@ def describe(value: ValueSpec) -> SensorSpec:
         placeholders.append(("line", line))
         translation_key += "_line"
     return SensorSpec(
-        value=value,
+        key=value.key,
+        unit=value.unit,
         name=name,
         translation_key=translation_key,
         placeholders=tuple(placeholders),
@@ -194,6 +186,17 @@ def describe(value: ValueSpec) -> SensorSpec:
 
 SENSORS: tuple[SensorSpec, ...] = tuple(describe(v) for v in VALUES)
 SENSOR_BY_KEY: dict[str, SensorSpec] = {s.key: s for s in SENSORS}
+
+#: What the tariff master reports, for meters that follow a tariff plan.
+PLAN_SENSORS: tuple[SensorSpec, ...] = (
+    SensorSpec(key="tariff_planned", name="Planned tariff", translation_key="tariff_planned",
+               icon="mdi:calendar-clock"),
+    SensorSpec(key="next_tariff_change", name="Next tariff change",
+               translation_key="next_tariff_change", device_class="timestamp"),
+    SensorSpec(key="tariff_source", name="Tariff source", translation_key="tariff_source",
+               device_class="enum", options=("schedule", "signal", "manual"),
+               entity_category="diagnostic", icon="mdi:source-branch"),
+)  # fmt: skip
 
 BUTTONS: tuple[ButtonSpec, ...] = (
     ButtonSpec(key="partial_start", name="Partial meter start",

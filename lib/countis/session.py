@@ -42,6 +42,7 @@ from countis.guard import CounterGuard, GuardLimits, Reason
 from countis.models import MeterIdentity, MeterReading, PartialAction, ValueType
 from countis.partial import PartialMeter, PartialStateError
 from countis.schedule import EARLY, Due, PollSchedule
+from countis.tariff_master import TariffMaster
 
 REALTIME_KEYS = keys_for_groups({Group.REALTIME})
 ENERGY_KEYS = keys_for_groups({Group.ENERGY})
@@ -118,6 +119,8 @@ class SessionStats:
     held_rereads: int = 0  # immediate second reads that confirmed first values
     last_poll_duration: float = 0.0
     commands: int = 0
+    tariff_switches: int = 0  # writes the tariff plan made at its boundaries (or at start)
+    tariff_reasserts: int = 0  # writes because the meter reported another tariff
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
@@ -140,6 +143,26 @@ class PollResult:
         object.__setattr__(self, "rejected", MappingProxyType(dict(self.rejected)))
 
 
+class TariffLine:
+    """Meters behind one address that switch tariffs by broadcast (unit 0) together.
+
+    At a switch of their shared plan the first session to see it writes unit 0 for all;
+    the others only read their tariff back (and write their own if it did not take).
+    """
+
+    def __init__(self) -> None:
+        """No broadcast yet."""
+        self._last: tuple[int, float] | None = None  # tariff, when
+
+    def claim(self, tariff: int, now: float, window: float) -> bool:
+        """True for the first session to switch to ``tariff`` within ``window`` seconds."""
+        last = self._last
+        if last is not None and last[0] == tariff and now - last[1] < window:
+            return False
+        self._last = (tariff, now)
+        return True
+
+
 class MeterSession:
     """One meter's identity, schedule, pipeline, values and commands."""
 
@@ -153,6 +176,7 @@ class MeterSession:
         start: float = 0.0,
         energy_offset: float = 0.0,
         guard_limits: GuardLimits | None = None,
+        tariff_line: TariffLine | None = None,
     ) -> None:
         """A session that has not talked to the meter yet.
 
@@ -179,6 +203,10 @@ class MeterSession:
         self.guard = CounterGuard(guard_limits)
         self._reidentify = True
         self._lock = asyncio.Lock()  # polls and commands take turns on the meter
+        plan = config.tariff_plan
+        self.tariff = TariffMaster(plan) if plan is not None else None
+        self._tariff_line = tariff_line if config.tariff_broadcast else None
+        self._asserted: int | None = None  # the tariff last written or confirmed for the plan
 
     # -- polling -------------------------------------------------------------------------
 
@@ -222,6 +250,7 @@ class MeterSession:
                 raise
             self.stats.polls_missed += self.schedule.succeeded(due, self.clock.monotonic())
             self._succeeded()
+            await self._follow_plan(fresh="tariff" in result.values)
             self.stats.polls_done += 1
             self.stats.last_poll_duration = time.perf_counter() - started
             return result
@@ -337,6 +366,10 @@ class MeterSession:
                 self.schedule.wake()  # read what the meter says now, at once
                 raise
             self._keep({"tariff": tariff}, {"tariff": tariff}, stamp)
+            if self.tariff is not None:
+                self.tariff.manual(tariff, stamp)  # until the plan's next switch
+                self.tariff.record(stamp, tariff, "manual")
+                self._asserted = tariff
         return PollResult(timestamp=stamp, values={"tariff": tariff})
 
     async def partial_command(self, action: PartialAction) -> PollResult:
@@ -362,6 +395,82 @@ class MeterSession:
             self._save_partial(urgent=True)
         values = {key: self.values[key] for key in PARTIAL_KEYS if key in self.values}
         return PollResult(timestamp=stamp, values=values)
+
+    # -- the tariff plan -----------------------------------------------------------------
+
+    def tariff_signal(self, payload: str | bytes, *, retained: bool = False) -> bool:
+        """A message of the plan's signal; True (and a poll at once) when it asks a switch."""
+        if self.tariff is None:
+            return False
+        changed = self.tariff.signal(payload, now=self.clock.time(), retained=retained)
+        if changed:
+            self.wake(energy=False)
+        return changed
+
+    def tariff_state(self) -> dict[str, Any]:
+        """What the tariff master says now (empty without a plan).
+
+        ``tariff_planned`` (1, 2 or None: not known yet), ``next_tariff_change`` (Unix
+        seconds or None) and ``tariff_source`` (``schedule``, ``signal`` or ``manual``).
+        """
+        if self.tariff is None:
+            return {}
+        now = self.clock.time()
+        return {
+            "tariff_planned": self.tariff.planned(now),
+            "next_tariff_change": self.tariff.next_change(now),
+            "tariff_source": self.tariff.source.value,
+        }
+
+    async def _follow_plan(self, *, fresh: bool) -> None:
+        """Switch at the plan's boundaries; re-assert when a fresh read-back disagrees.
+
+        Called after every successful poll (within one realtime interval of a boundary);
+        ``fresh``: this poll read the meter's tariff. A failed write is logged and retried
+        at the next poll: it never makes the poll a failure.
+        """
+        master = self.tariff
+        if master is None:
+            return
+        now = self.clock.time()
+        want = master.planned(now)
+        active = self.values.get("tariff")
+        if want is None or (want == self._asserted and (not fresh or active == want)):
+            return
+        if want != self._asserted and active == want:
+            self._asserted = want  # already there (a restart inside the window, say)
+            return
+        reassert = want == self._asserted
+        try:
+            await self._write_tariff(want, now, broadcast=not reassert)
+        except MeterError as err:
+            _LOG.warning("%s: cannot switch to tariff T%d: %s", self.config.label, want, err)
+            return
+        self._asserted = want
+        if reassert:
+            self.stats.tariff_reasserts += 1
+            _LOG.info(
+                "%s: tariff re-asserted to T%d (the meter reported T%s)",
+                self.config.label,
+                want,
+                active,
+            )
+        else:
+            self.stats.tariff_switches += 1
+        master.record(now, want, "reassert" if reassert else "plan")
+
+    async def _write_tariff(self, tariff: int, now: float, *, broadcast: bool) -> None:
+        """Write the tariff (by broadcast for a line of meters) and keep the read-back."""
+        line = self._tariff_line  # the caller (a poll) holds the session's lock
+        window = 2 * self.config.realtime_interval
+        if broadcast and line is not None and not line.claim(tariff, now, window):
+            # A sibling just broadcast this switch: read ours back, write if it missed.
+            reading = await self.link.read(("tariff",))
+            if reading.values.get("tariff") != tariff:
+                await self.link.set_tariff(tariff)
+        else:
+            await self.link.set_tariff(tariff, broadcast=broadcast and line is not None)
+        self._keep({"tariff": tariff}, {"tariff": tariff}, now)
 
     # -- partial-meter state -------------------------------------------------------------
 

@@ -41,6 +41,8 @@ from math import ceil, floor
 from typing import NamedTuple, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from countis.errors import ConfigError
+
 #: The meter's tariffs.
 T1 = 1
 T2 = 2
@@ -57,7 +59,7 @@ _WEEK_US = 7 * _DAY_US
 _STEP_DAYS = 8
 
 
-class TariffPlanError(ValueError):
+class TariffPlanError(ConfigError):
     """An invalid tariff plan; the message starts with the path of the offending field."""
 
 
