@@ -12,7 +12,7 @@ from countis.errors import CommandError, ConfigError, NotACountisError
 from countis.models import MeterIdentity, MeterReading
 from countis.registers import BY_NAME
 from countis.values import registers_for
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from countis_bridge.readcmd import MENUS, menu_of, parse_target, render_json, render_table
@@ -98,7 +98,7 @@ KEY_SETS = (
 )
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_struct_layouts_decode_like_the_codec(data: st.DataObject) -> None:
     for keys in KEY_SETS:

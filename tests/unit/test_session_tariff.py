@@ -15,8 +15,11 @@ from countis.tariff_plan_parse import parse_plan
 
 from tests.scripted import ManualClock, ScriptedMeter
 
-NIGHT = {"mode": "schedule", "time_zone": "UTC",
-         "rules": [{"days": "mon-sun", "from": "22:00", "to": "06:00", "tariff": "T2"}]}  # fmt: skip
+NIGHT = {
+    "mode": "schedule",
+    "time_zone": "UTC",
+    "rules": [{"days": "mon-sun", "from": "22:00", "to": "06:00", "tariff": "T2"}],
+}
 SIGNAL = {"mode": "signal", "topic": "grid/tariff", "mapping": {"peak": "T1", "offpeak": "T2"}}
 
 
