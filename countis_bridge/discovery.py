@@ -21,12 +21,11 @@ Public API (stable):
 
 Which retained topics a meter owns, and their removal: :mod:`countis_bridge.retained`.
 
-Home Assistant 2025.4 notes (checked against its MQTT schemas): ``default_entity_id`` is an
-unknown key there and silently dropped (``REMOVE_EXTRA``), ``object_id`` sets the entity id;
-newer releases prefer ``default_entity_id``. Device-level ``qos`` is not inherited by the
-components in 2025.4, so every component repeats it. Value templates use ``default``/
-``is defined`` so a state message without a key (a value the guard rejected) leaves the
-entity unchanged instead of logging template warnings.
+Home Assistant notes (checked against its MQTT schemas): the entity id comes from
+``default_entity_id`` (``object_id`` was removed in 2026.4); ``reactive_energy`` is a sensor
+device class since 2025.6. Every component repeats the device-level ``qos``. Value templates
+use ``default``/``is defined`` so a state message without a key leaves the entity unchanged
+instead of logging template warnings.
 """
 
 from __future__ import annotations
@@ -36,7 +35,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from countis.models import MeterIdentity
-from countis.presentation import BUTTONS, SENSORS, TARIFF_SELECT, SensorSpec
+from countis.presentation import (
+    BUTTONS,
+    PLAN_SENSORS,
+    SENSORS,
+    TARIFF_SELECT,
+    SensorSpec,
+    node_id,
+    unique_id,
+)
 
 from countis_bridge import SUPPORT_URL, __version__, topics
 
@@ -44,11 +51,6 @@ MANUFACTURER = "Socomec"
 ORIGIN_NAME = "countis-bridge"
 # Sensor device classes whose state is not a number (HA's NON_NUMERIC_DEVICE_CLASSES).
 _NON_NUMERIC = frozenset({"date", "enum", "timestamp"})
-# Home Assistant 2025.4 rejects device classes it does not know yet, which drops the whole
-# entity (``reactive_energy`` came in a later release). Such sensors are announced without
-# a device class: unit and state class still give them long-term statistics. Remove an
-# entry once the oldest supported Home Assistant knows the class.
-DEVICE_CLASS_COMPAT: dict[str, str | None] = {"reactive_energy": None}
 
 Config = dict[str, Any]
 
@@ -64,6 +66,7 @@ class DiscoveryMeter:
     name: str
     host: str | None = None
     read_only: bool = False
+    tariff_plan: bool = False  # the bridge follows a tariff plan: its sensors too
 
     @classmethod
     def from_identity(
@@ -74,6 +77,7 @@ class DiscoveryMeter:
         name: str | None = None,
         host: str | None = None,
         read_only: bool = False,
+        tariff_plan: bool = False,
     ) -> DiscoveryMeter:
         """From the meter's identity; ``name`` defaults to ``COUNTIS E28 <serial>``."""
         return cls(
@@ -84,6 +88,7 @@ class DiscoveryMeter:
             name=name or f"{identity.name} {identity.serial_number}",
             host=host,
             read_only=read_only,
+            tariff_plan=tariff_plan,
         )
 
 
@@ -104,7 +109,7 @@ def _configuration_url(host: str) -> str:
 def device_info(meter: DiscoveryMeter) -> Config:
     """The ``dev`` block: one Home Assistant device per meter, identified by its serial."""
     info: Config = {
-        "identifiers": [topics.node_id(meter.serial)],
+        "identifiers": [node_id(meter.serial)],
         "name": meter.name,
         "manufacturer": MANUFACTURER,
         "model": meter.model,
@@ -133,12 +138,10 @@ def availability(meter: DiscoveryMeter, options: DiscoveryOptions) -> Config:
 
 
 def _entity(meter: DiscoveryMeter, options: DiscoveryOptions, platform: str, key: str) -> Config:
-    object_id = f"{meter.slug}_{key}"
     return {
         "p": platform,
-        "unique_id": topics.unique_id(meter.serial, key),
-        "object_id": object_id,
-        "default_entity_id": f"{platform}.{object_id}",
+        "unique_id": unique_id(meter.serial, key),
+        "default_entity_id": f"{platform}.{meter.slug}_{key}",
         "qos": options.qos,
     }
 
@@ -162,7 +165,7 @@ def _sensor(meter: DiscoveryMeter, options: DiscoveryOptions, spec: SensorSpec) 
     config["name"] = spec.name
     config["value_template"] = _value_template(spec)
     optional: dict[str, Any] = {
-        "device_class": DEVICE_CLASS_COMPAT.get(spec.device_class or "", spec.device_class),
+        "device_class": spec.device_class,
         "state_class": spec.state_class,
         "unit_of_measurement": spec.unit,
         "suggested_display_precision": spec.precision,
@@ -212,6 +215,8 @@ def command_platforms() -> dict[str, str]:
 def components(meter: DiscoveryMeter, options: DiscoveryOptions) -> dict[str, Config]:
     """Every component of the meter, by entity key (sensors, then buttons and select)."""
     out = {spec.key: _sensor(meter, options, spec) for spec in SENSORS}
+    if meter.tariff_plan:
+        out.update({spec.key: _sensor(meter, options, spec) for spec in PLAN_SENSORS})
     if meter.read_only:
         out.update({key: {"p": platform} for key, platform in command_platforms().items()})
     else:

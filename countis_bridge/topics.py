@@ -5,8 +5,7 @@ Public API (stable; every function is pure):
 - ``slugify(name) -> str``: readable topic slug of a display name (``"Main"`` -> ``"main"``,
   ``"Küche Süd-West"`` -> ``"kuche_sud_west"``); ``""`` when nothing usable is left.
 - ``meter_slug(name, serial) -> str``: slug of the configured name, else of the serial.
-- ``node_id(serial)`` -> ``countis_<serial>``; ``unique_id(serial, key)`` ->
-  ``countis_<serial>_<key>``.
+- node and unique ids come from :mod:`countis.presentation` (shared with the integration).
 - ``bridge_availability(base)``   -> ``<base>/bridge/availability`` (LWT, retained)
 - ``meter_availability(base, m)`` -> ``<base>/<m>/availability`` (retained)
 - ``state(base, m)``              -> ``<base>/<m>/state`` (retained JSON)
@@ -31,6 +30,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from countis.presentation import node_id
+
 #: Slug that would collide with the bridge's own topics.
 RESERVED_SLUGS: frozenset[str] = frozenset({"bridge"})
 
@@ -49,16 +50,6 @@ def slugify(name: str) -> str:
 def meter_slug(name: str | None, serial: str) -> str:
     """Slug of a meter: of its configured name, else of its serial number."""
     return (slugify(name) if name else "") or slugify(serial)
-
-
-def node_id(serial: str) -> str:
-    """Device id / discovery node id of a meter (from its serial, never from its address)."""
-    return f"countis_{serial}"
-
-
-def unique_id(serial: str, key: str) -> str:
-    """Home Assistant unique id of one entity of a meter."""
-    return f"countis_{serial}_{key}"
 
 
 def bridge_availability(base: str) -> str:

@@ -48,7 +48,7 @@ async def test_device_discovery_one_retained_config_per_meter(
         assert set(components) == ALL_KEYS  # every entity spec
         for key, component in components.items():
             assert component["unique_id"] == f"countis_{serial}_{key}"
-            assert component["object_id"] == f"{slug}_{key}"
+            assert "object_id" not in component
             assert component["default_entity_id"] == f"{component['p']}.{slug}_{key}"
         uids = [c["unique_id"] for c in components.values()]
         assert len(uids) == len(set(uids))

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from countis.catalogue import VALUE_KEYS
 from countis.models import MeterIdentity
-from countis.presentation import BUTTONS, SENSORS, TARIFF_SELECT
+from countis.presentation import BUTTONS, PLAN_SENSORS, SENSORS, TARIFF_SELECT
 
 from countis_bridge import SUPPORT_URL, __version__
 from countis_bridge.discovery import (
-    DEVICE_CLASS_COMPAT,
     DiscoveryMeter,
     DiscoveryOptions,
     command_platforms,
@@ -113,7 +113,7 @@ def test_every_entity_spec_has_a_component_with_a_serial_based_unique_id() -> No
     assert set(cmps) == set(VALUE_KEYS) | COMMAND_KEYS
     for key, component in cmps.items():
         assert component["unique_id"] == f"countis_{SERIAL}_{key}"
-        assert component["object_id"] == f"main_{key}"
+        assert "object_id" not in component  # removed from HA's MQTT discovery in 2026.4
         assert component["default_entity_id"] == f"{component['p']}.main_{key}"
         assert component["qos"] == 1
         assert component["name"]
@@ -133,8 +133,7 @@ def test_sensor_components_render_the_specs() -> None:
         assert component.get("entity_category") == spec.entity_category
         assert component.get("icon") == spec.icon
         assert component.get("options") == (list(spec.options) or None)
-        expected_class = DEVICE_CLASS_COMPAT.get(spec.device_class or "", spec.device_class)
-        assert component.get("device_class") == expected_class
+        assert component.get("device_class") == spec.device_class
         assert f"value_json.{spec.key}" in component["value_template"]
 
 
@@ -148,7 +147,7 @@ def test_energy_dashboard_classes() -> None:
     assert cmps["energy_balance"]["state_class"] == "total"
     assert "last_reset_value_template" not in cmps["energy_balance"]
     assert cmps["reactive_energy_import"]["unit_of_measurement"] == "kvarh"
-    assert "device_class" not in cmps["reactive_energy_import"]  # unknown to HA 2025.4
+    assert cmps["reactive_energy_import"]["device_class"] == "reactive_energy"
     assert cmps["power"]["device_class"] == "power"
     assert cmps["power"]["state_class"] == "measurement"
 
@@ -230,3 +229,20 @@ def test_discovery_messages() -> None:
     for topic, payload in messages:
         if payload:
             assert json.loads(payload)["unique_id"].endswith(topic.split("/")[-2])
+
+
+def test_reactive_energies_are_reactive_energy_sensors_in_kvarh() -> None:
+    cmps = components(METER, DEVICE)
+    reactive = [s for s in SENSORS if s.unit == "kvarh"]
+    assert len(reactive) == 63
+    for spec in reactive:
+        assert cmps[spec.key]["device_class"] == "reactive_energy", spec.key
+
+
+def test_a_meter_with_a_tariff_plan_gets_its_sensors() -> None:
+    planned = replace(METER, tariff_plan=True)
+    cmps = components(planned, DEVICE)
+    assert set(cmps) == set(components(METER, DEVICE)) | {s.key for s in PLAN_SENSORS}
+    assert cmps["next_tariff_change"]["device_class"] == "timestamp"
+    assert cmps["tariff_source"]["options"] == ["schedule", "signal", "manual"]
+    assert "next_tariff_change" not in components(METER, DEVICE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from countis.presentation import node_id, unique_id
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -50,8 +51,8 @@ def test_meter_slug_falls_back_to_the_serial() -> None:
 
 
 def test_ids_derive_from_the_serial() -> None:
-    assert topics.node_id("21170A0100042") == "countis_21170A0100042"
-    assert topics.unique_id("21170A0100042", "power") == "countis_21170A0100042_power"
+    assert node_id("21170A0100042") == "countis_21170A0100042"
+    assert unique_id("21170A0100042", "power") == "countis_21170A0100042_power"
 
 
 def test_topic_builders() -> None:
