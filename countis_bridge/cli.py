@@ -83,6 +83,11 @@ def _add_emulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--speed", type=float, default=1.0, help="time acceleration factor")
     p.add_argument("--state-file", default=None, help="JSON file keeping the counters")
     p.add_argument("--meters", type=int, default=1, help="number of meters (one port each)")
+    p.add_argument(
+        "--gateway",
+        action="store_true",
+        help="all meters behind one port (unit ids UNIT, UNIT+1, ...), as behind a gateway",
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed (reproducible runs)")
     p.add_argument(
         "--control-port", type=int, default=None, help="HTTP control API port (default off)"

@@ -180,6 +180,7 @@ def print_discovery(
             name=meter.name,
             host=meter.host,
             read_only=meter.read_only,
+            tariff_plan=meter.tariff_plan is not None,
         )
         for topic, payload in discovery_messages(dmeter, options):
             print(f"{topic} {payload}", file=out)

@@ -16,13 +16,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from countis.client import MeterClient
 from countis.config import MeterConfig
 from countis.errors import CountisError, MeterError
 from countis.models import MeterIdentity
-from countis.session import Clock, MeterLink, MeterSession, PollResult, SessionStats
+from countis.session import (
+    Clock,
+    MeterLink,
+    MeterSession,
+    PollResult,
+    SessionStats,
+    TariffLine,
+)
 
 from countis_bridge import topics
 from countis_bridge.commands import (
@@ -63,6 +71,7 @@ class MeterPoller:
         energy_offset: float = 0.0,
         link: MeterLink | None = None,
         clock: Clock | None = None,
+        tariff_line: TariffLine | None = None,
     ) -> None:
         """A poller of one meter; nothing runs before :meth:`run`.
 
@@ -79,7 +88,12 @@ class MeterPoller:
         self.energy_offset = energy_offset
         self.client = MeterClient(config.host, config.port, config.unit, config.timeout)
         self.session = MeterSession(
-            config, link or self.client, clock=clock, store=store, energy_offset=energy_offset
+            config,
+            link or self.client,
+            clock=clock,
+            store=store,
+            energy_offset=energy_offset,
+            tariff_line=tariff_line,
         )
         self.slug: str | None = topics.slugify(config.name) if config.name else None
         self.last_state: bytes | None = None
@@ -150,6 +164,11 @@ class MeterPoller:
         if self._waker is not None:
             _resolve(self._waker)
 
+    def tariff_signal(self, payload: bytes, *, retained: bool) -> None:
+        """A message of the tariff plan's signal: poll at once when it asks for a switch."""
+        if self.session.tariff_signal(payload, retained=retained):
+            self.wake(energy=False)
+
     def _identified(self, identity: MeterIdentity) -> None:
         previous = self._announced
         if previous is not None:
@@ -204,10 +223,19 @@ class MeterPoller:
         state: dict[str, Any] = dict(self.session.values)
         state["timestamp"] = self.session.timestamp
         state["partial_running"] = self.session.partial.running
+        state.update(self._tariff_state())
         self.last_state = dump_json(state)
         self.sink.publish(topics.state(self.base_topic, self.slug), self.last_state)
         if self.per_value_topics:
             self.publish_values(result.values)
+
+    def _tariff_state(self) -> dict[str, Any]:
+        """The tariff master's view for the state (the next change as ISO 8601, UTC)."""
+        plan = self.session.tariff_state()
+        change = plan.get("next_tariff_change")
+        if change is not None:
+            plan["next_tariff_change"] = datetime.fromtimestamp(change, UTC).isoformat()
+        return plan
 
     def publish_values(self, values: Mapping[str, Any]) -> None:
         """Per-value topics: plain text numbers/strings (Node-RED friendly)."""

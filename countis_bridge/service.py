@@ -26,7 +26,8 @@ from countis.config import MeterConfig
 from countis.errors import ConfigError
 from countis.models import MeterIdentity
 from countis.schedule import Backoff, energy_offset
-from countis.session import Clock
+from countis.session import Clock, TariffLine
+from countis.tariff_plan import Signal
 
 from countis_bridge import topics
 from countis_bridge.commands import (
@@ -107,6 +108,7 @@ class Bridge:
         self.discovery = replace(config.discovery, qos=config.broker.qos)
         self.registry = Registry(config.data_dir / REGISTRY_FILE)
         store = FilePartialStore(config.data_dir)
+        lines: dict[tuple[str, int], TariffLine] = {}  # meters switching by one broadcast
         count = max(len(config.meters), 1)
         self.pollers = [
             MeterPoller(
@@ -118,9 +120,18 @@ class Bridge:
                 phase=i / count,
                 energy_offset=energy_offset(i, meter.realtime_interval, meter.energy_interval),
                 clock=config.clock,
+                tariff_line=lines.setdefault((meter.host.casefold(), meter.port), TariffLine())
+                if meter.tariff_broadcast and meter.tariff_plan is not None
+                else None,
             )
             for i, meter in enumerate(config.meters)
         ]
+        # Topics of the tariff plans that follow a signal, and who follows each.
+        self._signals: dict[str, list[MeterPoller]] = {}
+        for poller in self.pollers:
+            plan = poller.config.tariff_plan
+            if isinstance(plan, Signal):
+                self._signals.setdefault(plan.topic, []).append(poller)
         self.connection: MqttConnection | None = None
         self.connected = asyncio.Event()
         self._base = config.discovery.base_topic
@@ -200,7 +211,9 @@ class Bridge:
     async def _session(self, connection: MqttConnection) -> None:
         """One broker session: subscribe, (re)publish, then dispatch until it drops."""
         await connection.subscribe(
-            topics.command_filter(self._base), topics.ha_status(self.discovery.discovery_prefix)
+            topics.command_filter(self._base),
+            topics.ha_status(self.discovery.discovery_prefix),
+            *self._signals,
         )
         await self.republish_all()
         self._settle_removals()
@@ -259,7 +272,12 @@ class Bridge:
                 return  # the broker went away: try again on the next session
         self.registry.set(meter_key(cfg), entry)
         meter = DiscoveryMeter.from_identity(
-            identity, slug=slug, name=cfg.name, host=cfg.host, read_only=cfg.read_only
+            identity,
+            slug=slug,
+            name=cfg.name,
+            host=cfg.host,
+            read_only=cfg.read_only,
+            tariff_plan=cfg.tariff_plan is not None,
         )
         for topic, payload in discovery_messages(meter, self.discovery):
             self.publish(topic, payload)
@@ -290,6 +308,8 @@ class Bridge:
     # -- incoming messages ---------------------------------------------------------------
 
     def _dispatch(self, message: Incoming) -> None:
+        for poller in self._signals.get(message.topic, ()):
+            poller.tariff_signal(message.payload, retained=message.retain)
         if message.topic == topics.ha_status(self.discovery.discovery_prefix):
             if message.payload.strip().lower() == b"online":
                 _LOG.info("Home Assistant is online: republishing discovery and states")

@@ -31,7 +31,10 @@ relative to the working directory.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
+import zoneinfo
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -41,6 +44,7 @@ from typing import Any, Literal
 import yaml
 from countis.config import DEFAULT_OFFLINE_AFTER, MAX_OFFLINE_AFTER, MeterConfig
 from countis.errors import ConfigError
+from countis.tariff_plan_parse import parse_plan
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -143,6 +147,62 @@ class MqttSettings(BaseModel):
         return _check_topic(value)
 
 
+def _check_broadcast_plans(meters: tuple[MeterConfig, ...]) -> None:
+    """Meters that broadcast tariffs to one address must follow one plan (or none).
+
+    A broadcast switches every meter behind the address: two plans there would fight.
+    """
+    first: dict[tuple[str, int], int] = {}
+    for i, meter in enumerate(meters):
+        if not meter.tariff_broadcast:
+            continue
+        j = first.setdefault((meter.host.casefold(), meter.port), i)
+        if meters[j].tariff_plan != meter.tariff_plan:
+            msg = (
+                f"meters[{i}].tariff_plan: meters[{j}] broadcasts tariffs to the same address"
+                " with another plan; meters sharing a broadcast must share one plan"
+            )
+            raise ValueError(msg)
+
+
+def _with_plan(index: int, meter: Any, plans: Mapping[str, Any]) -> Any:
+    """A meter entry whose ``tariff_plan`` (a plan's name, or one inline) is parsed."""
+    if not isinstance(meter, Mapping) or meter.get("tariff_plan") is None:
+        return meter
+    where = f"meters[{index}].tariff_plan"
+    plan = meter["tariff_plan"]
+    if isinstance(plan, str):
+        if not isinstance(plans, Mapping) or plan not in plans:
+            known = ", ".join(sorted(plans)) if isinstance(plans, Mapping) else ""
+            raise ValueError(f"{where}: no tariff plan named {plan!r} (tariff_plans: {known})")
+        where, plan = f"tariff_plans.{plan}", plans[plan]
+    if not isinstance(plan, Mapping):
+        msg = f"{where}: expected a plan (a mapping) or the name of one"
+        raise ValueError(msg)  # noqa: TRY004 - pydantic reports ValueErrors as field errors
+    # Friendly defaults: a plan with a topic follows a signal; a schedule runs in local time.
+    plan = {"mode": "signal" if "topic" in plan else "schedule", **plan}
+    if plan["mode"] == "schedule" and "time_zone" not in plan:
+        plan["time_zone"] = local_time_zone()
+    return {**meter, "tariff_plan": parse_plan(plan, where=where)}
+
+
+def local_time_zone() -> str:
+    """The system's IANA time zone: ``TZ``, else the target of /etc/localtime, else UTC.
+
+    In the Home Assistant app, the Supervisor sets ``TZ`` to Home Assistant's time zone.
+    """
+    candidates = [os.environ.get("TZ", "").removeprefix(":")]
+    with contextlib.suppress(OSError):
+        target = os.path.realpath("/etc/localtime")
+        candidates.append(target.partition("zoneinfo/")[2])
+    for name in candidates:
+        if name:
+            with contextlib.suppress(ValueError, OSError):
+                zoneinfo.ZoneInfo(name)
+                return name
+    return "UTC"
+
+
 def _check_name(index: int, name: str) -> None:
     """A meter name must make a usable topic slug that is not the bridge's own."""
     slug = slugify(name)
@@ -185,6 +245,9 @@ class Settings(BaseSettings):
     offline_after: int = Field(default=DEFAULT_OFFLINE_AFTER, ge=1, le=MAX_OFFLINE_AFTER)
     data_dir: Path = Path("./countis-data")  # partial-meter start/stop state
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Named tariff plans meters refer to (``meters[].tariff_plan: <name>``); a meter may
+    # also carry its plan inline.
+    tariff_plans: dict[str, dict[str, Any]] = {}
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -194,15 +257,16 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _meter_defaults(cls, data: Any) -> Any:
-        """The top-level ``offline_after`` is the default of every meter."""
-        if not isinstance(data, Mapping) or "offline_after" not in data:
+        """Top-level ``offline_after`` is every meter's default; tariff plans are resolved."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("meters"), list | tuple):
             return data
-        meters = data.get("meters")
-        if isinstance(meters, list | tuple):
+        meters = list(data["meters"])
+        if "offline_after" in data:
             default = {"offline_after": data["offline_after"]}
             meters = [{**default, **m} if isinstance(m, Mapping) else m for m in meters]
-            return {**data, "meters": meters}
-        return data
+        plans = data.get("tariff_plans") or {}
+        meters = [_with_plan(i, m, plans) for i, m in enumerate(meters)]
+        return {**data, "meters": meters}
 
     @field_validator("meters", mode="before")
     @classmethod
@@ -241,6 +305,7 @@ class Settings(BaseSettings):
             if (first := targets.setdefault(target, i)) != i:
                 msg = f"meters[{i}]: same host, port and unit as meters[{first}]"
                 raise ValueError(msg)
+        _check_broadcast_plans(meters)
         return meters
 
     @classmethod

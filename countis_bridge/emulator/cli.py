@@ -29,6 +29,7 @@ class EmulateOptions:
     port: int
     meters: tuple[EmulatedMeter, ...]
     control_port: int | None
+    gateway: bool = False  # every meter behind one port, by unit id
 
 
 def state_file_for(path: str | None, serial: Serial, count: int) -> Path | None:
@@ -53,6 +54,10 @@ def build_options(args: argparse.Namespace) -> EmulateOptions:
     if control_port is not None and not 0 <= control_port <= 65535:
         msg = f"--control-port must be 0..65535, not {control_port}"
         raise ConfigError(msg)
+    gateway = bool(getattr(args, "gateway", False))
+    if gateway and not 1 <= args.unit <= 248 - count:
+        msg = f"--gateway: the {count} meter(s) need unit ids {args.unit}..{args.unit + count - 1}"
+        raise ConfigError(msg)
     first = Serial.parse(args.serial or DEFAULT_SERIAL)
     overflow = getattr(args, "overflow_kwh", None) or DEFAULT_OVERFLOW_KWH
     meters = []
@@ -62,7 +67,7 @@ def build_options(args: argparse.Namespace) -> EmulateOptions:
             EmulatedMeter(
                 model=args.model,
                 serial=str(serial),
-                unit_id=args.unit,
+                unit_id=args.unit + index if gateway else args.unit,
                 profile=args.profile,
                 speed=args.speed,
                 state_file=state_file_for(args.state_file, serial, count),
@@ -71,7 +76,11 @@ def build_options(args: argparse.Namespace) -> EmulateOptions:
             )
         )
     return EmulateOptions(
-        host=args.host, port=port, meters=tuple(meters), control_port=control_port
+        host=args.host,
+        port=port,
+        meters=tuple(meters),
+        control_port=control_port,
+        gateway=gateway,
     )
 
 
@@ -97,7 +106,12 @@ async def serve(options: EmulateOptions, stop: asyncio.Event) -> None:
                 ControlServer(options.meters, None, port=options.control_port)
             )
         server = await stack.enter_async_context(
-            EmulatorServer(list(options.meters), host=options.host, port=options.port)
+            EmulatorServer(
+                list(options.meters),
+                host=options.host,
+                port=options.port,
+                gateway=options.gateway,
+            )
         )
         if control is not None:
             control.serving(server.ports)

@@ -213,41 +213,56 @@ _PDUS: tuple[type[ModbusPDU], ...] = (
 
 
 class _Context:
-    """The datastore context pymodbus sees: one meter behind one unit id."""
+    """The datastore context pymodbus sees: the meters behind one port, by unit id.
 
-    def __init__(self, meter: EmulatedMeter) -> None:
-        self.meter = meter
-        self.unit = meter.unit_id
+    One meter per port, or several (a gateway: distinct unit ids on one port, where a
+    broadcast, unit 0, reaches every meter and nobody answers).
+    """
+
+    def __init__(self, meters: Sequence[EmulatedMeter]) -> None:
+        self.units = {meter.unit_id: meter for meter in meters}
         self.delayed: set[asyncio.Task[Any]] = set()  # answers asleep in a delay fault
 
     def slaves(self) -> list[int]:
         """Unit ids served (pymodbus 3.8; broadcasts go to these)."""
-        return [self.unit]
+        return list(self.units)
 
     def device_ids(self) -> list[int]:
         """Unit ids served (pymodbus 3.9+)."""
-        return [self.unit]
+        return list(self.units)
 
     def __getitem__(self, unit: int) -> _Context:
         """The unit's context (pymodbus 3.8 looks it up); other unit ids get no answer."""
-        if unit not in (self.unit, modbus.BROADCAST):
+        if unit not in self.units and unit != modbus.BROADCAST:
             raise _NoSuchUnit(f"unit {unit}")
         return self
 
     async def handle(self, request: _Request) -> _Reply | None:
-        """Apply the unit filter and the communication faults, then answer."""
-        broadcast = request.dev_id == modbus.BROADCAST
-        if not broadcast and request.dev_id != self.unit:
+        """Route to the unit's meter (every meter for a broadcast), then answer."""
+        if request.dev_id == modbus.BROADCAST:
+            for each in self.units.values():
+                await self._answer(each, request, broadcast=True)
+            return None  # nobody answers a broadcast
+        unit = self.units.get(request.dev_id)
+        if unit is None:
             raise _NoSuchUnit(f"unit {request.dev_id}")  # no answer (3.9+ path)
-        faults = self.meter.faults
+        return await self._answer(unit, request, broadcast=False)
+
+    async def _answer(
+        self, meter: EmulatedMeter, request: _Request, *, broadcast: bool
+    ) -> _Reply | None:
+        """Apply the meter's communication faults, then its answer."""
+        faults = meter.faults
         if faults.active:
             if faults.silent:
+                if broadcast:
+                    return None
                 raise _NoSuchUnit("no_answer fault")  # pymodbus drops it silently
             if faults.delay_seconds:
                 await self._sleep(faults.delay_seconds)
             if code := faults.exception_code:
                 return None if broadcast else _exception(request.function_code, code)
-        return request.answer(self.meter, broadcast)
+        return request.answer(meter, broadcast)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep in the handler's task, known to the server so that its exit can cancel it."""
@@ -295,9 +310,11 @@ def _placeholder(unit: int) -> Any:
     return SimDevice(id=unit, simdata=[SimData(0, values=0, datatype=DataType.REGISTERS)])
 
 
-async def _start(meter: EmulatedMeter, host: str, port: int) -> tuple[Any, _Context, int]:
-    context = _Context(meter)
-    placeholder = _placeholder(meter.unit_id)
+async def _start(
+    meters: Sequence[EmulatedMeter], host: str, port: int
+) -> tuple[Any, _Context, int]:
+    context = _Context(meters)
+    placeholder = _placeholder(meters[0].unit_id)
     server_class: Any = ModbusTcpServer  # its parameter names and types vary by version
     server = server_class(
         placeholder if placeholder is not None else context,
@@ -333,7 +350,9 @@ def _dropper(server: Any) -> Any:
 class EmulatorServer:
     """Serve meters on ``host``: ports ``port, port+1, ...`` (``port=0``: free ports).
 
-    Saves every meter's state every ``save_interval`` seconds and on exit.
+    ``gateway``: all meters behind one port instead, by unit id (as behind a Modbus
+    gateway; their unit ids must differ). Saves every meter's state every
+    ``save_interval`` seconds and on exit.
     """
 
     def __init__(
@@ -343,9 +362,14 @@ class EmulatorServer:
         port: int = 0,
         *,
         save_interval: float = 60.0,
+        gateway: bool = False,
     ) -> None:
         """Remember what to serve; nothing starts before ``async with``."""
         self.meters = list(meters)
+        self.gateway = gateway
+        if gateway and len({m.unit_id for m in self.meters}) != len(self.meters):
+            msg = "meters behind one gateway need distinct unit ids"
+            raise ConfigError(msg)
         self.host = host
         self.port = port
         self.save_interval = save_interval
@@ -357,14 +381,16 @@ class EmulatorServer:
 
     async def __aenter__(self) -> EmulatorServer:
         """Start one pymodbus server per meter and log where each listens."""
+        groups = [self.meters] if self.gateway else [[m] for m in self.meters]
         try:
-            for index, meter in enumerate(self.meters):
+            for index, group in enumerate(groups):
                 port = self.port + index if self.port else 0
-                server, context, bound = await _start(meter, self.host, port)
+                server, context, bound = await _start(group, self.host, port)
                 self._servers.append(server)
                 self._contexts.append(context)
-                self._undrop.append(meter.faults.add_dropper(_dropper(server)))
-                self.ports.append(bound)
+                self._undrop += [m.faults.add_dropper(_dropper(server)) for m in group]
+                self.ports += [bound] * len(group)
+            for index, (meter, bound) in enumerate(zip(self.meters, self.ports, strict=True)):
                 _LOG.info(
                     "meter %d/%d COUNTIS %s serial %s unit %d listening on %s:%d",
                     index + 1,
