@@ -17,14 +17,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from countis.config import MeterConfig
 from countis.errors import CountisError, MissingDependencyError
-from countis.session import SystemClock
+from countis.session import ScaledClock
 
 from countis_bridge.discovery import DiscoveryOptions
 from countis_bridge.emulator import EmulatedMeter, EmulatorServer
@@ -134,19 +133,6 @@ async def embedded_broker(kind: str, port: int, workdir: Path) -> AsyncIterator[
     else:
         async with amqtt_broker(port) as description:
             yield description
-
-
-class ScaledClock(SystemClock):
-    """Wall time running ``speed`` times faster from now on (the emulated meters' time)."""
-
-    def __init__(self, speed: float) -> None:
-        """Start at the current Unix time."""
-        self.speed = speed
-        self._start = time.time()
-
-    def time(self) -> float:
-        """Seconds of the meters' time."""
-        return self._start + (time.time() - self._start) * self.speed
 
 
 def demo_meters(count: int, speed: float) -> list[EmulatedMeter]:

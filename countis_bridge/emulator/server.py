@@ -222,6 +222,7 @@ class _Context:
     def __init__(self, meters: Sequence[EmulatedMeter]) -> None:
         self.units = {meter.unit_id: meter for meter in meters}
         self.delayed: set[asyncio.Task[Any]] = set()  # answers asleep in a delay fault
+        self._broadcast: _Request | None = None  # the last broadcast request applied
 
     def slaves(self) -> list[int]:
         """Unit ids served (pymodbus 3.8; broadcasts go to these)."""
@@ -240,8 +241,11 @@ class _Context:
     async def handle(self, request: _Request) -> _Reply | None:
         """Route to the unit's meter (every meter for a broadcast), then answer."""
         if request.dev_id == modbus.BROADCAST:
-            for each in self.units.values():
-                await self._answer(each, request, broadcast=True)
+            # pymodbus hands a broadcast over once per unit id served: apply it once.
+            if request is not self._broadcast:
+                self._broadcast = request
+                for each in self.units.values():
+                    await self._answer(each, request, broadcast=True)
             return None  # nobody answers a broadcast
         unit = self.units.get(request.dev_id)
         if unit is None:

@@ -95,6 +95,23 @@ class SystemClock:
         return asyncio.get_running_loop().time()
 
 
+class ScaledClock(SystemClock):
+    """Wall time running ``speed`` times faster from now on (an emulated meter's time).
+
+    The demo and tests run emulated meters faster than real time; the session judges
+    their counters, and follows tariff plans, by the same accelerated time.
+    """
+
+    def __init__(self, speed: float) -> None:
+        """Start at the current Unix time."""
+        self.speed = speed
+        self._start = time.time()
+
+    def time(self) -> float:
+        """Seconds of the accelerated time."""
+        return self._start + (time.time() - self._start) * self.speed
+
+
 class PartialStore(Protocol):
     """Where a meter's partial-meter state lives between runs (per serial number)."""
 
@@ -147,20 +164,14 @@ class TariffLine:
     """Meters behind one address that switch tariffs by broadcast (unit 0) together.
 
     At a switch of their shared plan the first session to see it writes unit 0 for all;
-    the others only read their tariff back (and write their own if it did not take).
+    the others, which wait for that write, only read their tariff back (and write their
+    own if it did not take).
     """
 
     def __init__(self) -> None:
         """No broadcast yet."""
-        self._last: tuple[int, float] | None = None  # tariff, when
-
-    def claim(self, tariff: int, now: float, window: float) -> bool:
-        """True for the first session to switch to ``tariff`` within ``window`` seconds."""
-        last = self._last
-        if last is not None and last[0] == tariff and now - last[1] < window:
-            return False
-        self._last = (tariff, now)
-        return True
+        self.tariff: int | None = None  # what the last broadcast of the line set
+        self.lock = asyncio.Lock()  # one switch decision at a time
 
 
 class MeterSession:
@@ -462,14 +473,18 @@ class MeterSession:
     async def _write_tariff(self, tariff: int, now: float, *, broadcast: bool) -> None:
         """Write the tariff (by broadcast for a line of meters) and keep the read-back."""
         line = self._tariff_line  # the caller (a poll) holds the session's lock
-        window = 2 * self.config.realtime_interval
-        if broadcast and line is not None and not line.claim(tariff, now, window):
-            # A sibling just broadcast this switch: read ours back, write if it missed.
-            reading = await self.link.read(("tariff",))
-            if reading.values.get("tariff") != tariff:
-                await self.link.set_tariff(tariff)
+        if not broadcast or line is None:
+            await self.link.set_tariff(tariff)
         else:
-            await self.link.set_tariff(tariff, broadcast=broadcast and line is not None)
+            async with line.lock:
+                if line.tariff == tariff:
+                    # A sibling broadcast this switch: read ours back, write if it missed.
+                    reading = await self.link.read(("tariff",))
+                    if reading.values.get("tariff") != tariff:
+                        await self.link.set_tariff(tariff)
+                else:
+                    await self.link.set_tariff(tariff, broadcast=True)
+                    line.tariff = tariff
         self._keep({"tariff": tariff}, {"tariff": tariff}, now)
 
     # -- partial-meter state -------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import shutil
@@ -360,13 +361,16 @@ class BridgeHarness:
         return path
 
     @contextlib.asynccontextmanager
-    async def run(self, path: Path) -> AsyncIterator[Any]:
-        """The bridge of configuration ``path``, running in this event loop."""
+    async def run(self, path: Path, *, clock: Any = None) -> AsyncIterator[Any]:
+        """The bridge of configuration ``path``, running in this event loop.
+
+        ``clock``: the meters' time (a faster one for emulated meters run faster).
+        """
         from countis_bridge.daemon import bridge_config  # noqa: PLC0415
         from countis_bridge.service import Bridge  # noqa: PLC0415
         from countis_bridge.settings import load_settings  # noqa: PLC0415
 
-        bridge = Bridge(bridge_config(load_settings(path)))
+        bridge = Bridge(dataclasses.replace(bridge_config(load_settings(path)), clock=clock))
         task = asyncio.create_task(bridge.run(), name="bridge under test")
         try:
             yield bridge

@@ -132,10 +132,13 @@ async def test_meters_of_one_line_switch_with_one_broadcast():
 
 async def test_a_meter_the_broadcast_missed_gets_its_own_write():
     line = TariffLine()
-    first, _, _ = make(start=at(22), line=line, tariff_broadcast=True)
+    first, meter1, _ = make(start=at(22), line=line, tariff_broadcast=True)
     second, meter2, _ = make(start=at(22), line=line, tariff_broadcast=True)
     await first.poll()
+    meter2.reads.clear()
     await second.poll()
+    assert tariff_writes(meter1) == [(2, True)]
+    assert meter2.reads[-1] == ("tariff",)  # it read back first
     assert tariff_writes(meter2) == [(2, False)]
 
 
