@@ -113,6 +113,48 @@ def mqtt_override(options: Mapping[str, Any]) -> Broker | None:
     )
 
 
+#: The name of the app's one tariff plan in the settings.
+APP_PLAN = "app"
+
+
+def app_tariff_plan(options: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The tariff plan of the flat ``tariff_*`` options, as the settings take it."""
+    mode = options.get("tariff_mode", "none")
+    if mode == "signal":
+        mapping = options.get("tariff_signal_mapping") or []
+        return {
+            "mode": "signal",
+            "topic": options.get("tariff_signal_topic", ""),
+            "mapping": {
+                m.get("payload"): m.get("tariff") for m in mapping if isinstance(m, Mapping)
+            },
+        }
+    if mode != "schedule":
+        return None
+    plan: dict[str, Any] = {
+        "mode": "schedule",
+        "default": options.get("tariff_default", "T1"),
+        "rules": options.get("tariff_rules") or [],
+        "holidays": options.get("tariff_holidays") or [],
+    }
+    if options.get("tariff_time_zone"):  # else the settings take the system's: HA's (TZ)
+        plan["time_zone"] = options["tariff_time_zone"]
+    if options.get("tariff_holiday_tariff", "default") != "default":
+        plan["holiday_tariff"] = options["tariff_holiday_tariff"]
+    return plan
+
+
+def _meter(raw: Any, plan: bool) -> Any:
+    """A meter of the options as the settings take it (plan: it follows the app's plan)."""
+    if not isinstance(raw, Mapping):
+        return raw  # the settings' validation names the problem
+    meter = _present(raw)
+    follows = meter.pop("follow_tariff_plan", True)
+    if plan and follows:
+        meter["tariff_plan"] = APP_PLAN
+    return meter
+
+
 def settings_document(
     options: Mapping[str, Any],
     broker: Broker,
@@ -124,9 +166,11 @@ def settings_document(
     given = options.get("meters") or []
     if not isinstance(given, list):
         given = [given]  # not a list: the settings' validation names the problem
-    meters = [_present(m) if isinstance(m, Mapping) else m for m in given]
+    plan = app_tariff_plan(options)
+    meters = [_meter(m, plan is not None) for m in given]
     if emulator_port is not None:
-        meters.append({"name": EMULATED_METER_NAME, "host": "127.0.0.1", "port": emulator_port})
+        emulated = {"name": EMULATED_METER_NAME, "host": "127.0.0.1", "port": emulator_port}
+        meters.append(_meter(emulated, plan is not None))
     if not meters:
         raise ConfigError("no meters: add a meter to the app's meters option, or turn on emulate")
     shared = {k: options[k] for k in SHARED_METER_OPTIONS if k in options}
@@ -140,12 +184,15 @@ def settings_document(
     }
     if broker.tls:
         mqtt["tls"] = {"enabled": True}
-    return {
+    document: dict[str, Any] = {
         "mqtt": mqtt,
         "meters": [{**m, **shared} if isinstance(m, Mapping) else m for m in meters],
         "data_dir": str(data_dir / "countis-bridge"),
         "log_level": str(options.get("log_level", "info")).upper(),
     }
+    if plan is not None:
+        document["tariff_plans"] = {APP_PLAN: plan}
+    return document
 
 
 def validate(document: Mapping[str, Any]) -> None:

@@ -220,7 +220,8 @@ def test_default_options_validate_against_the_schema(config: dict[str, Any]) -> 
 
 def test_schema_covers_the_documented_options(config: dict[str, Any]) -> None:
     schema = config["schema"]
-    assert set(schema["meters"][0]) == {"name", "host", "port", "unit", "read_only"}
+    meter = {"name", "host", "port", "unit", "read_only", "follow_tariff_plan"}
+    assert set(schema["meters"][0]) == meter
     assert set(schema["mqtt"]) == {"host", "port", "username", "password"}
     assert schema["mqtt"]["password"] == "password?"
     assert schema["discovery_mode"] == "list(device|entity)"
@@ -244,6 +245,14 @@ def user_options(**changes: Any) -> dict[str, Any]:
         "mqtt": {"host": "broker.lan", "port": 8883, "username": "u", "password": "p"},
         "log_level": "debug",
         "emulate": True,
+        "tariff_mode": "schedule",
+        "tariff_time_zone": "Europe/Paris",
+        "tariff_default": "T1",
+        "tariff_rules": [{"days": "mon-sun", "from": "22:00", "to": "06:00", "tariff": "T2"}],
+        "tariff_holidays": ["2026-12-25"],
+        "tariff_holiday_tariff": "T2",
+        "tariff_signal_topic": "",
+        "tariff_signal_mapping": [],
     }
     options.update(changes)
     return options

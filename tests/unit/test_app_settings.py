@@ -22,7 +22,7 @@ from countis_bridge.app import (
     validate,
     write_settings,
 )
-from countis_bridge.settings import load_settings
+from countis_bridge.settings import load_settings, settings_from_mapping
 
 SERVICE = {
     "result": "ok",
@@ -232,3 +232,69 @@ def test_health_without_settings_is_unhealthy(
     monkeypatch.setenv(app.RUN_DIR_ENV, str(tmp_path))
     assert app.main(["health"]) == 1  # Docker: 1 = unhealthy (2 is reserved)
     assert "unhealthy" in capsys.readouterr().err
+
+
+SCHEDULE = {
+    "tariff_mode": "schedule",
+    "tariff_time_zone": "Europe/Paris",
+    "tariff_default": "T1",
+    "tariff_rules": [{"days": "mon-sun", "from": "22:00", "to": "06:00", "tariff": "T2"}],
+    "tariff_holidays": ["2026-12-25"],
+    "tariff_holiday_tariff": "T2",
+}
+
+
+def test_the_tariff_options_become_one_shared_plan() -> None:
+    options = {
+        "meters": [
+            {"name": "Main", "host": "h1"},
+            {"name": "Sub", "host": "h2", "read_only": True, "follow_tariff_plan": False},
+        ],
+        **SCHEDULE,
+    }
+    document = settings_document(options, Broker(host="b"), data_dir=Path("/d"), emulator_port=9)
+    validate(document)
+    settings = settings_from_mapping(document)
+    main, sub, emulated = settings.meters
+    assert main.tariff_plan == emulated.tariff_plan is not None
+    assert main.tariff_plan.time_zone == "Europe/Paris"
+    assert main.tariff_plan.holiday_tariff == 2
+    assert sub.tariff_plan is None
+
+
+def test_a_signal_plan_from_the_options() -> None:
+    options = {
+        "meters": [{"name": "Main", "host": "h1"}],
+        "tariff_mode": "signal",
+        "tariff_signal_topic": "homeassistant/schedule/hc/state",
+        "tariff_signal_mapping": [
+            {"payload": "on", "tariff": "T2"},
+            {"payload": "off", "tariff": "T1"},
+        ],
+    }
+    document = settings_document(options, Broker(host="b"), data_dir=Path("/d"))
+    plan = settings_from_mapping(document).meters[0].tariff_plan
+    assert plan.topic == "homeassistant/schedule/hc/state"
+    assert dict(plan.mapping) == {"on": 2, "off": 1}
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"meters": [{"name": "M", "host": "h", "read_only": True}], **SCHEDULE},
+         "a read-only meter cannot follow a tariff plan"),
+        ({"meters": [{"name": "M", "host": "h"}], **SCHEDULE, "tariff_time_zone": "Mars/Base"},
+         "'Mars/Base' is not an IANA time zone"),
+        ({"meters": [{"name": "M", "host": "h"}], **SCHEDULE, "tariff_rules": [
+            {"days": "mon", "from": "08:00", "to": "12:00", "tariff": "T2"},
+            {"days": "mon-fri", "from": "11:00", "to": "13:00", "tariff": "T2"}]},
+         "tariff_plans.app.rules[1]: overlaps tariff_plans.app.rules[0] on mon 11:00-12:00"),
+        ({"meters": [{"name": "M", "host": "h"}], "tariff_mode": "signal",
+          "tariff_signal_topic": "t", "tariff_signal_mapping": []},
+         "tariff_plans.app.mapping"),
+    ],
+)  # fmt: skip
+def test_bad_tariff_options_are_one_clear_line(options: dict[str, Any], problem: str) -> None:
+    document = settings_document(options, Broker(host="b"), data_dir=Path("/d"))
+    with pytest.raises(ConfigError, match=r"^invalid app option .*" + re.escape(problem)):
+        validate(document)
