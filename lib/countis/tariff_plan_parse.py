@@ -27,7 +27,7 @@ plan``, and :func:`describe_plan` a one-line summary for logs.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from datetime import date, datetime, time
 from types import MappingProxyType
@@ -335,3 +335,34 @@ def describe_plan(plan: TariffPlan) -> str:
 def _days_text(days: frozenset[int]) -> str:
     formatted = format_days(days)
     return formatted if isinstance(formatted, str) else ",".join(formatted)
+
+
+# --- rules as lines of text (a form field) ----------------------------------------------
+
+
+def rules_from_text(text: str, *, where: str = "tariff_plan.rules") -> list[dict[str, Any]]:
+    """Rules written one per line (or ``;``-separated) as ``days HH:MM-HH:MM tariff``.
+
+    ``mon-fri 22:00-06:00 T2`` or ``sat,sun 00:00-24:00 T2``: the same fields as the
+    mappings :func:`parse_plan` reads, which checks them; this only splits the text.
+    """
+    rules: list[dict[str, Any]] = []
+    lines = [line.strip() for line in text.replace(";", "\n").splitlines()]
+    for index, line in enumerate(line for line in lines if line):
+        parts = line.split()
+        span = parts[1].split("-") if len(parts) == 3 else []
+        if len(span) != 2:
+            msg = f"{where}[{index}]: {line!r} is not 'days HH:MM-HH:MM T1|T2'"
+            raise TariffPlanError(msg)
+        days = [day for day in parts[0].split(",") if day]
+        rules.append({"days": days, "from": span[0], "to": span[1], "tariff": parts[2]})
+    return rules
+
+
+def rules_to_text(rules: Iterable[Rule]) -> str:
+    """Rules as :func:`rules_from_text` reads them, one per line."""
+    return "\n".join(
+        f"{_days_text(rule.days)} {format_time(rule.start)}-{format_time(rule.end, end=True)}"
+        f" {tariff_name(rule.tariff)}"
+        for rule in rules
+    )

@@ -1049,3 +1049,30 @@ def test_signals_survive_plan_to_dict_and_back(plan):
     assert json.loads(json.dumps(plain)) == plain
     assert parse_plan(plain) == plan
     assert all(signal_tariff(plan, key) == tariff for key, tariff in plan.mapping.items())
+
+
+# --- rules as text (the integration's form) ----------------------------------------------
+
+
+def test_rules_from_text_round_trip() -> None:
+    from countis.tariff_plan_parse import rules_from_text, rules_to_text  # noqa: PLC0415
+
+    text = "mon-thu 22:00-06:00 T2\nsat,sun 00:00-24:00 t2"
+    rules = rules_from_text(text)
+    assert rules == [
+        {"days": ["mon-thu"], "from": "22:00", "to": "06:00", "tariff": "T2"},
+        {"days": ["sat", "sun"], "from": "00:00", "to": "24:00", "tariff": "t2"},
+    ]
+    plan = parse_plan({"mode": "schedule", "time_zone": "Europe/Paris", "rules": rules})
+    assert isinstance(plan, Schedule)
+    assert rules_to_text(plan.rules) == "mon-thu 22:00-06:00 T2\nsat-sun 00:00-24:00 T2"
+    assert rules_from_text("mon 08:00-09:00 T2; tue 08:00-09:00 T2")[1]["days"] == ["tue"]
+    assert rules_from_text("  \n") == []
+
+
+@pytest.mark.parametrize("line", ["mon-fri 22:00 T2", "mon 22:00-06:00", "22:00-06:00 T2 mon x"])
+def test_rules_from_text_names_the_bad_line(line: str) -> None:
+    from countis.tariff_plan_parse import rules_from_text  # noqa: PLC0415
+
+    with pytest.raises(TariffPlanError, match=r"^rules\[1\]: .* is not 'days HH:MM-HH:MM T1\|T2'"):
+        rules_from_text(f"sat 00:00-24:00 T2\n{line}", where="rules")
