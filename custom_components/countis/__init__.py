@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.helpers.event import async_track_state_change_event
 
 from countis.client import MeterClient
 from countis.session import MeterSession
+from countis.tariff_plan import Signal
 
 from .coordinator import (
     CountisConfigEntry,
@@ -34,14 +36,27 @@ async def async_setup_entry(hass: HomeAssistant, entry: CountisConfigEntry) -> b
         raise
     entry.runtime_data = CountisRuntimeData(coordinator=coordinator, store=store)
     entry.async_on_unload(client.close)
-    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+    if isinstance(config.tariff_plan, Signal):
+        _follow_entity(hass, entry, coordinator, config.tariff_plan.topic)
+    # Options reload the entry through the options flow (OptionsFlowWithReload).
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
 
-async def _async_options_updated(hass: HomeAssistant, entry: CountisConfigEntry) -> None:
-    """New intervals or command setting: reload (entities for commands come and go)."""
-    hass.config_entries.async_schedule_reload(entry.entry_id)
+def _follow_entity(
+    hass: HomeAssistant, entry: CountisConfigEntry, coordinator: CountisCoordinator, entity_id: str
+) -> None:
+    """The tariff plan follows an entity: its current state, then every change."""
+
+    @callback
+    def changed(event: Event[EventStateChangedData]) -> None:
+        new = event.data["new_state"]
+        if new is not None:
+            coordinator.tariff_signal(new.state)
+
+    if (state := hass.states.get(entity_id)) is not None:
+        coordinator.tariff_signal(state.state)
+    entry.async_on_unload(async_track_state_change_event(hass, [entity_id], changed))
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: CountisConfigEntry) -> bool:

@@ -10,7 +10,7 @@ from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
-    OptionsFlow,
+    OptionsFlowWithReload,
 )
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import callback
@@ -32,24 +32,30 @@ from countis.errors import (
     ProtocolError,
 )
 from countis.models import MeterIdentity
+from countis.tariff_plan import Schedule, TariffPlan, TariffPlanError
+from countis.tariff_plan_parse import parse_plan, plan_to_dict, rules_from_text, rules_to_text
 
 from . import const
 from .const import (
     CONF_COMMANDS,
     CONF_ENERGY_INTERVAL,
     CONF_REALTIME_INTERVAL,
+    CONF_TARIFF_MODE,
+    CONF_TARIFF_PLAN,
     CONF_UNIT,
     DEFAULT_COMMANDS,
     DOMAIN,
     LOGGER,
     MAX_INTERVAL,
     MIN_INTERVAL,
+    TARIFF_MODES,
 )
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     CONF_REALTIME_INTERVAL: DEFAULT_REALTIME_INTERVAL,
     CONF_ENERGY_INTERVAL: DEFAULT_ENERGY_INTERVAL,
     CONF_COMMANDS: DEFAULT_COMMANDS,
+    CONF_TARIFF_MODE: "none",
 }
 
 _PORT = vol.All(
@@ -162,21 +168,164 @@ class CountisConfigFlow(ConfigFlow, domain=DOMAIN):
         return CountisOptionsFlow()
 
 
-class CountisOptionsFlow(OptionsFlow):
-    """Poll intervals and whether Home Assistant may send commands to the meter."""
+class CountisOptionsFlow(OptionsFlowWithReload):
+    """Poll intervals, commands and the tariff plan; saving reloads the entry."""
+
+    def __init__(self) -> None:
+        """Options are collected over the steps."""
+        self._options: dict[str, Any] = {}
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Show the options form; saving reloads the entry (see the update listener)."""
-        if user_input is not None:
-            return self.async_create_entry(data=user_input)
+        """Intervals, commands and who switches the tariff."""
         current = {**DEFAULT_OPTIONS, **self.config_entry.options}
+        errors: dict[str, str] = {}
+        mode = user_input[CONF_TARIFF_MODE] if user_input is not None else "none"
+        if user_input is not None and mode != "none" and not user_input[CONF_COMMANDS]:
+            errors["base"] = "read_only_plan"  # a plan switches tariffs: it needs commands
+        elif user_input is not None:
+            self._options = {**current, **user_input}
+            if mode == "schedule":
+                return await self.async_step_schedule()
+            if mode == "entity":
+                return await self.async_step_entity()
+            self._options.pop(CONF_TARIFF_PLAN, None)
+            return self.async_create_entry(data=self._options)
         schema = vol.Schema(
             {
                 vol.Required(CONF_REALTIME_INTERVAL): _INTERVAL,
                 vol.Required(CONF_ENERGY_INTERVAL): _INTERVAL,
                 vol.Required(CONF_COMMANDS): selector.BooleanSelector(),
+                vol.Required(CONF_TARIFF_MODE): selector.SelectSelector(
+                    selector.SelectSelectorConfig(
+                        options=list(TARIFF_MODES), translation_key=CONF_TARIFF_MODE
+                    )
+                ),
             }
         )
         return self.async_show_form(
-            step_id="init", data_schema=self.add_suggested_values_to_schema(schema, current)
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input or current),
+            errors=errors,
         )
+
+    async def async_step_schedule(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """A weekly schedule: time zone, rules, default and holidays."""
+        errors: dict[str, str] = {}
+        placeholders = {"error": ""}
+        if user_input is not None:
+            try:
+                plan = parse_plan(schedule_from_form(user_input), where="plan")
+            except TariffPlanError as err:
+                errors["base"], placeholders["error"] = "invalid_plan", str(err)
+            else:
+                return self._save(plan)
+        suggested = schedule_form(
+            self._options.get(CONF_TARIFF_PLAN), str(self.hass.config.time_zone)
+        )
+        return self.async_show_form(
+            step_id="schedule",
+            data_schema=self.add_suggested_values_to_schema(_SCHEDULE_SCHEMA, suggested),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    async def async_step_entity(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Follow the state of an entity."""
+        errors: dict[str, str] = {}
+        placeholders = {"error": ""}
+        if user_input is not None:
+            try:
+                plan = parse_plan(signal_from_form(user_input), where="plan")
+            except TariffPlanError as err:
+                errors["base"], placeholders["error"] = "invalid_plan", str(err)
+            else:
+                return self._save(plan)
+        return self.async_show_form(
+            step_id="entity",
+            data_schema=self.add_suggested_values_to_schema(
+                _ENTITY_SCHEMA, signal_form(self._options.get(CONF_TARIFF_PLAN))
+            ),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    def _save(self, plan: TariffPlan) -> ConfigFlowResult:
+        self._options[CONF_TARIFF_PLAN] = plan_to_dict(plan)
+        return self.async_create_entry(data=self._options)
+
+
+# -- the tariff plan's forms -------------------------------------------------------------
+
+_TARIFF = selector.SelectSelector(selector.SelectSelectorConfig(options=["T1", "T2"]))
+_SCHEDULE_SCHEMA = vol.Schema(
+    {
+        vol.Required("time_zone"): selector.TextSelector(),
+        vol.Required("default"): _TARIFF,
+        vol.Required("rules"): selector.TextSelector(selector.TextSelectorConfig(multiline=True)),
+        vol.Optional("holidays", default=""): selector.TextSelector(
+            selector.TextSelectorConfig(multiline=True)
+        ),
+        vol.Required("holiday_tariff"): selector.SelectSelector(
+            selector.SelectSelectorConfig(
+                options=["default", "T1", "T2"], translation_key="holiday_tariff"
+            )
+        ),
+    }
+)
+_ENTITY_SCHEMA = vol.Schema(
+    {
+        vol.Required("entity_id"): selector.EntitySelector(),
+        vol.Required("mapping"): selector.TextSelector(selector.TextSelectorConfig(multiline=True)),
+    }
+)
+
+
+def schedule_from_form(form: Mapping[str, Any]) -> dict[str, Any]:
+    """The schedule form as the plan parser takes it (the parser checks every field)."""
+    holidays = str(form.get("holidays", "")).replace(",", "\n").split()
+    plan: dict[str, Any] = {
+        "mode": "schedule",
+        "time_zone": str(form["time_zone"]).strip(),
+        "default": form["default"],
+        "rules": rules_from_text(str(form["rules"]), where="plan.rules"),
+        "holidays": holidays,
+    }
+    if form.get("holiday_tariff", "default") != "default":
+        plan["holiday_tariff"] = form["holiday_tariff"]
+    return plan
+
+
+def schedule_form(saved: Mapping[str, Any] | None, time_zone: str) -> dict[str, Any]:
+    """The schedule form's values: the saved schedule, else an empty one in HA's zone."""
+    if saved is None or saved.get("mode") != "schedule":
+        return {"time_zone": time_zone, "default": "T1", "rules": "", "holidays": "",
+                "holiday_tariff": "default"}  # fmt: skip
+    plan = parse_plan(saved)
+    assert isinstance(plan, Schedule)
+    return {
+        "time_zone": plan.time_zone,
+        "default": f"T{plan.default}",
+        "rules": rules_to_text(plan.rules),
+        "holidays": "\n".join(day.isoformat() for day in sorted(plan.holidays)),
+        "holiday_tariff": "default" if plan.holiday_tariff is None else f"T{plan.holiday_tariff}",
+    }
+
+
+def signal_from_form(form: Mapping[str, Any]) -> dict[str, Any]:
+    """The entity form as the plan parser takes it: ``state=T2`` lines become the mapping."""
+    mapping: dict[str, str] = {}
+    for line in str(form["mapping"]).replace(",", "\n").splitlines():
+        state, _, tariff = line.partition("=")
+        if state.strip() or tariff.strip():
+            mapping[state.strip()] = tariff.strip()
+    return {"mode": "signal", "topic": form["entity_id"], "mapping": mapping}
+
+
+def signal_form(saved: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The entity form's values: the saved ones, else none."""
+    if saved is None or saved.get("mode") != "signal":
+        return {}
+    lines = [f"{state}={tariff}" for state, tariff in saved["mapping"].items()]
+    return {"entity_id": saved["topic"], "mapping": "\n".join(lines)}

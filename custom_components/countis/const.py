@@ -15,6 +15,10 @@ CONF_UNIT: Final = "unit"
 CONF_REALTIME_INTERVAL: Final = "realtime_interval"
 CONF_ENERGY_INTERVAL: Final = "energy_interval"
 CONF_COMMANDS: Final = "commands"
+CONF_TARIFF_MODE: Final = "tariff_mode"
+CONF_TARIFF_PLAN: Final = "tariff_plan"  # the plan, as countis.tariff_plan_parse writes it
+
+TARIFF_MODES: Final = ("none", "schedule", "entity")
 
 DEFAULT_COMMANDS: Final = True
 # One Modbus request round trip (the library's default; tests shorten it).

@@ -42,12 +42,14 @@ from countis.errors import (
 )
 from countis.models import MeterIdentity, PartialAction, ValueType
 from countis.session import MeterSession
+from countis.tariff_plan_parse import parse_plan
 
 from . import const
 from .const import (
     CONF_COMMANDS,
     CONF_ENERGY_INTERVAL,
     CONF_REALTIME_INTERVAL,
+    CONF_TARIFF_PLAN,
     CONF_UNIT,
     DEFAULT_COMMANDS,
     DOMAIN,
@@ -70,11 +72,13 @@ class CountisData:
     values: Mapping[str, ValueType]  # after partial start/stop and the counter guard
     raw: Mapping[str, ValueType]  # as read from the meter (diagnostics)
     timestamp: float | None  # of the newest reading
+    plan: Mapping[str, Any]  # the tariff master's view (empty without a plan)
 
     def __post_init__(self) -> None:
         """Freeze the mappings."""
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
         object.__setattr__(self, "raw", MappingProxyType(dict(self.raw)))
+        object.__setattr__(self, "plan", MappingProxyType(dict(self.plan)))
 
 
 @dataclass(slots=True, kw_only=True)
@@ -97,6 +101,7 @@ def option(entry: ConfigEntry, key: str) -> Any:
 
 def meter_config(entry: ConfigEntry) -> MeterConfig:
     """The entry as the library's meter configuration (the serial is the entry's own)."""
+    saved_plan = entry.options.get(CONF_TARIFF_PLAN)
     return MeterConfig(
         host=entry.data[CONF_HOST],
         port=entry.data[CONF_PORT],
@@ -109,6 +114,7 @@ def meter_config(entry: ConfigEntry) -> MeterConfig:
         read_only=not option(entry, CONF_COMMANDS),
         # Home Assistant marks entities unavailable at the first failed update.
         offline_after=1,
+        tariff_plan=parse_plan(saved_plan) if saved_plan else None,
     )
 
 
@@ -227,7 +233,17 @@ class CountisCoordinator(DataUpdateCoordinator[CountisData]):
 
     def _data(self) -> CountisData:
         session = self.session
-        return CountisData(values=session.values, raw=session.raw, timestamp=session.timestamp)
+        return CountisData(
+            values=session.values,
+            raw=session.raw,
+            timestamp=session.timestamp,
+            plan=session.tariff_state(),
+        )
+
+    def tariff_signal(self, state: str) -> None:
+        """The followed entity changed: switch at once when its state asks for it."""
+        if self.session.tariff_signal(state):
+            self.hass.async_create_task(self.async_request_refresh())
 
     @property
     def _issue_id(self) -> str:

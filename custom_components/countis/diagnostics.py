@@ -1,4 +1,4 @@
-"""Diagnostics: identity, options, the last raw values and guard figures (host redacted)."""
+"""Diagnostics: identity, options, raw values, guard figures, the tariff plan (host redacted)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.const import CONF_HOST
 from homeassistant.core import HomeAssistant
+
+from countis.tariff_plan_parse import plan_to_dict
 
 from .coordinator import CountisConfigEntry
 
@@ -46,4 +48,7 @@ async def async_get_config_entry_diagnostics(
             "rebases": dict(guard.rebases),
         },
         "stats": session.stats.as_dict(),
+        "tariff_plan": plan_to_dict(session.tariff.plan) if session.tariff else None,
+        "tariff": dict(data.plan) if data else None,
+        "tariff_switches": [asdict(s) for s in session.tariff.history] if session.tariff else [],
     }

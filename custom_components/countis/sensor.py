@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
 
 from homeassistant.components.sensor import (
     SensorDeviceClass,
@@ -13,29 +15,16 @@ from homeassistant.components.sensor import (
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.util import dt as dt_util
 
 from countis.models import ValueType
-from countis.presentation import SENSORS, SensorSpec
+from countis.presentation import PLAN_SENSORS, SENSORS, SensorSpec
 
 from .coordinator import CountisConfigEntry
 from .entity import CountisEntity
 
 # Coordinator-driven: entities never poll on their own.
 PARALLEL_UPDATES = 0
-
-
-def device_class(value: str | None) -> SensorDeviceClass | None:
-    """The spec's device class if this Home Assistant version knows it.
-
-    ``reactive_energy`` only exists in newer releases; older ones get no device class
-    (the unit still says kvarh).
-    """
-    if value is None:
-        return None
-    try:
-        return SensorDeviceClass(value)
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +41,7 @@ def describe(spec: SensorSpec) -> CountisSensorEntityDescription:
         spec=spec,
         translation_key=spec.translation_key,
         translation_placeholders=dict(spec.placeholders) or None,
-        device_class=device_class(spec.device_class),
+        device_class=SensorDeviceClass(spec.device_class) if spec.device_class else None,
         state_class=SensorStateClass(spec.state_class) if spec.state_class else None,
         native_unit_of_measurement=spec.unit,
         suggested_display_precision=spec.precision,
@@ -63,6 +52,9 @@ def describe(spec: SensorSpec) -> CountisSensorEntityDescription:
 
 
 DESCRIPTIONS: tuple[CountisSensorEntityDescription, ...] = tuple(describe(s) for s in SENSORS)
+PLAN_DESCRIPTIONS: tuple[CountisSensorEntityDescription, ...] = tuple(
+    describe(s) for s in PLAN_SENSORS
+)
 
 
 async def async_setup_entry(
@@ -70,9 +62,11 @@ async def async_setup_entry(
     entry: CountisConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add every sensor of the spec table (rarely used ones start disabled)."""
+    """Add every sensor of the table (rarely used ones start disabled), and the plan's."""
     coordinator = entry.runtime_data.coordinator
     async_add_entities(CountisSensor(coordinator, description) for description in DESCRIPTIONS)
+    if coordinator.session.tariff is not None:
+        async_add_entities(CountisPlanSensor(coordinator, d) for d in PLAN_DESCRIPTIONS)
 
 
 class CountisSensor(CountisEntity, SensorEntity):
@@ -89,3 +83,17 @@ class CountisSensor(CountisEntity, SensorEntity):
     def native_value(self) -> ValueType | None:
         """The published value."""
         return self.coordinator.data.values.get(self.entity_description.key)
+
+
+class CountisPlanSensor(CountisEntity, SensorEntity):
+    """What the tariff master says: the planned tariff, its next change, its source."""
+
+    entity_description: CountisSensorEntityDescription
+
+    @property
+    def native_value(self) -> ValueType | datetime | None:
+        """The plan's value (the next change as a time)."""
+        value = self.coordinator.data.plan.get(self.entity_description.key)
+        if self.entity_description.key == "next_tariff_change" and value is not None:
+            return dt_util.utc_from_timestamp(value)
+        return cast("ValueType | None", value)
