@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from countis.clock import ScaledClock
 from countis.config import MeterConfig
 from countis.errors import CountisError, MissingDependencyError
-from countis.session import ScaledClock
 
 from countis_bridge.discovery import DiscoveryOptions
 from countis_bridge.emulator import EmulatedMeter, EmulatorServer

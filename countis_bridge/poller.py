@@ -20,17 +20,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from countis.client import MeterClient
+from countis.clock import Clock
 from countis.config import MeterConfig
 from countis.errors import CountisError, MeterError
 from countis.models import MeterIdentity
-from countis.session import (
-    Clock,
-    MeterLink,
-    MeterSession,
-    PollResult,
-    SessionStats,
-    TariffLine,
-)
+from countis.session import MeterLink, MeterSession, PollResult, SessionStats
+from countis.tariff_master import TariffLine
 
 from countis_bridge import topics
 from countis_bridge.commands import (

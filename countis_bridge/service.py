@@ -22,11 +22,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from countis.clock import Clock
 from countis.config import MeterConfig
 from countis.errors import ConfigError
 from countis.models import MeterIdentity
 from countis.schedule import Backoff, energy_offset
-from countis.session import Clock, TariffLine
+from countis.tariff_master import TariffLine
 from countis.tariff_plan import Signal
 
 from countis_bridge import topics

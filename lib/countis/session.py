@@ -36,13 +36,14 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from countis.catalogue import PARTIAL_COUNTER_KEYS, Group, keys_for_groups
+from countis.clock import Clock, SystemClock
 from countis.config import MeterConfig
 from countis.errors import MeterError, ReadOnlyError, WrongMeterError
 from countis.guard import CounterGuard, GuardLimits, Reason
 from countis.models import MeterIdentity, MeterReading, PartialAction, ValueType
 from countis.partial import PartialMeter, PartialStateError
 from countis.schedule import EARLY, Due, PollSchedule
-from countis.tariff_master import TariffMaster
+from countis.tariff_master import TariffLine, TariffMaster
 
 REALTIME_KEYS = keys_for_groups({Group.REALTIME})
 ENERGY_KEYS = keys_for_groups({Group.ENERGY})
@@ -69,47 +70,6 @@ class MeterLink(Protocol):
     async def reset_partial(self) -> None:
         """Reset the meter's partial counters."""
         ...
-
-
-class Clock(Protocol):
-    """Time for the session: wall time stamps readings, monotonic time drives the schedule."""
-
-    def time(self) -> float:
-        """Seconds of the meter's time (Unix time; the counter guard judges rates by it)."""
-        ...
-
-    def monotonic(self) -> float:
-        """Seconds of the schedule's clock (the event loop's)."""
-        ...
-
-
-class SystemClock:
-    """The wall clock and the running event loop's clock."""
-
-    def time(self) -> float:
-        """Unix time."""
-        return time.time()
-
-    def monotonic(self) -> float:
-        """The event loop's time (what its timers use)."""
-        return asyncio.get_running_loop().time()
-
-
-class ScaledClock(SystemClock):
-    """Wall time running ``speed`` times faster from now on (an emulated meter's time).
-
-    The demo and tests run emulated meters faster than real time; the session judges
-    their counters, and follows tariff plans, by the same accelerated time.
-    """
-
-    def __init__(self, speed: float) -> None:
-        """Start at the current Unix time."""
-        self.speed = speed
-        self._start = time.time()
-
-    def time(self) -> float:
-        """Seconds of the accelerated time."""
-        return self._start + (time.time() - self._start) * self.speed
 
 
 class PartialStore(Protocol):
@@ -158,20 +118,6 @@ class PollResult:
         """Freeze the mappings."""
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
         object.__setattr__(self, "rejected", MappingProxyType(dict(self.rejected)))
-
-
-class TariffLine:
-    """Meters behind one address that switch tariffs by broadcast (unit 0) together.
-
-    At a switch of their shared plan the first session to see it writes unit 0 for all;
-    the others, which wait for that write, only read their tariff back (and write their
-    own if it did not take).
-    """
-
-    def __init__(self) -> None:
-        """No broadcast yet."""
-        self.tariff: int | None = None  # what the last broadcast of the line set
-        self.lock = asyncio.Lock()  # one switch decision at a time
 
 
 class MeterSession:

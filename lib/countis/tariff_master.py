@@ -18,6 +18,7 @@ Every function takes the time it works on (Unix seconds); the session calls them
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass
@@ -159,3 +160,17 @@ def _seconds(value: object) -> float | None:
             return None
         return parsed.timestamp() if parsed.tzinfo is not None else None
     return None
+
+
+class TariffLine:
+    """Meters behind one address that switch tariffs by broadcast (unit 0) together.
+
+    At a switch of their shared plan the first session to see it writes unit 0 for all;
+    the others, which wait for that write, only read their tariff back (and write their
+    own if it did not take).
+    """
+
+    def __init__(self) -> None:
+        """No broadcast yet."""
+        self.tariff: int | None = None  # what the last broadcast of the line set
+        self.lock = asyncio.Lock()  # one switch decision at a time

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from countis.session import ScaledClock
+from countis.clock import ScaledClock
 
 from countis_bridge.emulator import EmulatorServer
 from countis_bridge.emulator import server as emulator_server

@@ -43,6 +43,7 @@ LAYERS: dict[str, dict[str, str]] = {
         "tariff_plan": "pure",
         "tariff_plan_parse": "pure",
         "tariff_master": "pure",
+        "clock": "pure",
         "modbus_tcp": "adapters",
         "client": "adapters",
         "session": "composition",

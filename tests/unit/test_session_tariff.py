@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from countis.config import MeterConfig
 from countis.errors import ConfigError
-from countis.session import MeterSession, TariffLine
+from countis.session import MeterSession
+from countis.tariff_master import TariffLine
 from countis.tariff_plan_parse import parse_plan
 
 from tests.scripted import ManualClock, ScriptedMeter
