@@ -62,8 +62,10 @@ chmod 755 "$tmp"
 cp "$SRC/package.json" "$SRC/package-lock.json" "$tmp/"
 log "installing node-red $version with npm ci (node $(node --version), npm $(npm --version)) into $dest"
 # --omit=optional: no native bcrypt (Node-RED falls back to bcryptjs); no package in the
-# lock needs an install script.
-(cd "$tmp" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+# lock needs an install script. --prefer-offline: what npm's cache holds is used without
+# asking the registry again (the lock pins every version and its integrity hash).
+(cd "$tmp" && npm ci --prefer-offline --omit=optional --ignore-scripts --no-audit --no-fund \
+  --loglevel=error >&2)
 touch "$tmp/.complete"
 installed "$tmp" || die "npm ci did not install node-red $version"
 if ! mv -T "$tmp" "$dest" 2>/dev/null; then
