@@ -4,7 +4,7 @@
 demo:  ## emulated meter + embedded broker + bridge, live values (sets up .venv first)
 	scripts/demo.sh
 
-test:  ## the whole test suite, set-up included (lint, types, unit, integration, Home Assistant)
+test:  ## the whole test suite, set-up included (lint, types, unit, integration, Node-RED, Home Assistant)
 	scripts/test.sh
 
 lint:
