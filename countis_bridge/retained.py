@@ -41,10 +41,10 @@ def meter_key(meter: MeterConfig) -> str:
     return slug or f"{meter.host}:{meter.port}:{meter.unit}"
 
 
-def slug_topics(base: str, slug: str) -> list[str]:
+def slug_topics(base: str, slug: str, *, per_value: bool = True) -> list[str]:
     """The retained topics under one meter slug: state, availability, per-value topics."""
     out = [topics.state(base, slug), topics.meter_availability(base, slug)]
-    return out + [topics.value(base, slug, key) for key in VALUE_KEYS]
+    return out + [topics.value(base, slug, key) for key in VALUE_KEYS] if per_value else out
 
 
 def discovery_topics(prefix: str, serial: str, keys: Iterable[str] | None = None) -> list[str]:
@@ -71,12 +71,25 @@ class Published:
     per_value: bool
 
 
+def published_discovery(entry: Published) -> list[str]:
+    """The discovery topics ``entry`` was announced on (its mode's, not both)."""
+    if entry.mode == "device":
+        return [topics.device_discovery(entry.discovery_prefix, entry.serial)]
+    keys = [*VALUE_KEYS, *command_platforms()]
+    return discovery_topics(entry.discovery_prefix, entry.serial, keys)
+
+
+def published_slug(entry: Published) -> list[str]:
+    """The topics under ``entry``'s slug (per-value ones only if they were published)."""
+    return slug_topics(entry.base_topic, entry.slug, per_value=entry.per_value)
+
+
 def removal_topics(entry: Published) -> list[str]:
-    """Every retained topic of a meter that is gone."""
-    return [
-        *discovery_topics(entry.discovery_prefix, entry.serial),
-        *slug_topics(entry.base_topic, entry.slug),
-    ]
+    """Every retained topic of a meter that is gone: what it published, nothing more.
+
+    Consumers subscribed to the meter's topics get one empty message per topic it had.
+    """
+    return [*published_discovery(entry), *published_slug(entry)]
 
 
 def stale_topics(old: Published, new: Published | None) -> list[str]:
@@ -84,16 +97,11 @@ def stale_topics(old: Published, new: Published | None) -> list[str]:
     if new is None:
         return removal_topics(old)
     out: list[str] = []
-    if old.serial != new.serial or old.discovery_prefix != new.discovery_prefix:
-        out += discovery_topics(old.discovery_prefix, old.serial)
-    elif old.mode != new.mode:
-        if old.mode == "device":
-            out.append(topics.device_discovery(old.discovery_prefix, old.serial))
-        else:
-            keys = [*VALUE_KEYS, *command_platforms()]
-            out += discovery_topics(old.discovery_prefix, old.serial, keys)
+    moved = old.serial != new.serial or old.discovery_prefix != new.discovery_prefix
+    if moved or old.mode != new.mode:
+        out += published_discovery(old)
     if old.slug != new.slug or old.base_topic != new.base_topic:
-        out += slug_topics(old.base_topic, old.slug)
+        out += published_slug(old)
     elif old.per_value and not new.per_value:
         out += [topics.value(old.base_topic, old.slug, key) for key in VALUE_KEYS]
     return out

@@ -52,9 +52,9 @@ from countis_bridge.retained import (
     REGISTRY_FILE,
     Published,
     Registry,
-    discovery_topics,
     meter_key,
-    slug_topics,
+    published_discovery,
+    published_slug,
     stale_topics,
 )
 
@@ -297,9 +297,9 @@ class Bridge:
         serials = {p.identity.serial_number for p in self.pollers if p.identity is not None}
         slugs = {p.slug for p in self.pollers}
         for key, old in list(self._removals.items()):
-            stale = [] if old.slug in slugs else slug_topics(old.base_topic, old.slug)
+            stale = [] if old.slug in slugs else published_slug(old)
             if old.serial not in serials:
-                stale += discovery_topics(old.discovery_prefix, old.serial)
+                stale += published_discovery(old)
                 _LOG.info("meter %s (serial %s) left the configuration: removed", key, old.serial)
             if not all([self.publish(topic, b"") for topic in stale]):  # noqa: C419 - publish all
                 return  # the broker went away: again in the next session

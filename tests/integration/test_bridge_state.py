@@ -92,3 +92,29 @@ async def test_a_slow_meter_does_not_delay_another(
     assert fast_count >= 7, fast_count
     assert slow_stats.polls_missed > 0  # slots skipped, not made up in a burst
     assert slow_stats.failures == 0
+
+
+async def test_the_first_state_carries_every_key_with_the_default_intervals(
+    bridge_harness, make_meter, emulator, mqtt_recorder, make_recorder
+):
+    """A consumer that starts with the bridge sees every counter at once (no 10 s wait).
+
+    Default intervals (2 s realtime, 10 s energy): the counter guard holds a counter's
+    first value until a second reading confirms it, and the bridge confirms at once.
+    """
+    meter = make_meter()
+    (port,) = await emulator(meter)
+    entry = bridge_harness.meter("Main", port, realtime_interval=2.0, energy_interval=10.0)
+    path = bridge_harness.config([entry])
+    topic = f"{BASE}/main/state"
+    async with bridge_harness.run(path):
+        online = await mqtt_recorder.wait_for(
+            f"{BASE}/main/availability", lambda m: m.payload == b"online", within=10
+        )
+        first = await mqtt_recorder.wait_for(topic, lambda m: True, within=5)
+        assert first.at - online.at < 2.0  # the same poll: within 2 s of the meter answering
+        assert set(VALUE_KEYS) <= set(first.json())
+        # ... and what a newcomer gets retained is the same full state.
+        newcomer = make_recorder("127.0.0.1", bridge_harness.broker.port, (topic,))
+        retained = await newcomer.wait_for(topic, lambda m: m.retain, within=5)
+        assert set(VALUE_KEYS) <= set(retained.json())

@@ -46,11 +46,19 @@ def entry(**changes) -> Published:
     return Published(**base)
 
 
-def test_stale_topics_of_a_removed_meter_cover_discovery_and_state():
+def test_stale_topics_of_a_removed_meter_are_what_it_published():
     stale = set(stale_topics(entry(), None))
-    assert topics.device_discovery("homeassistant", "21170A0100042") in stale
-    assert topics.entity_discovery("homeassistant", "sensor", "21170A0100042", "voltage") in stale
-    assert {"countis/main/state", "countis/main/availability", "countis/main/voltage"} <= stale
+    assert stale == {
+        topics.device_discovery("homeassistant", "21170A0100042"),
+        "countis/main/state",
+        "countis/main/availability",
+    }
+    everything = set(stale_topics(entry(mode="entity", per_value=True), None))
+    assert (
+        topics.entity_discovery("homeassistant", "sensor", "21170A0100042", "voltage") in everything
+    )
+    assert "countis/main/voltage" in everything
+    assert topics.device_discovery("homeassistant", "21170A0100042") not in everything
 
 
 def test_nothing_is_stale_when_nothing_changed():
@@ -108,9 +116,13 @@ def test_registry_round_trip_and_damaged_files(tmp_path):
 
 
 def test_removal_of_a_meter_that_is_gone() -> None:
-    topics = removal_topics(entry(serial=SERIAL))
+    assert removal_topics(entry(serial=SERIAL)) == [
+        f"homeassistant/device/countis_{SERIAL}/config",
+        "countis/main/state",
+        "countis/main/availability",
+    ]  # device mode, no per-value topics: three empty messages, not three hundred
+    topics = removal_topics(entry(serial=SERIAL, mode="entity", per_value=True))
     assert len(topics) == len(set(topics))
-    assert topics[0] == f"homeassistant/device/countis_{SERIAL}/config"
     assert f"homeassistant/sensor/countis_{SERIAL}/power/config" in topics
     assert f"homeassistant/button/countis_{SERIAL}/partial_reset/config" in topics
     assert f"homeassistant/select/countis_{SERIAL}/active_tariff/config" in topics
@@ -118,7 +130,7 @@ def test_removal_of_a_meter_that_is_gone() -> None:
     assert "countis/main/availability" in topics
     assert "countis/main/energy_import" in topics
     assert "countis/bridge/availability" not in topics
-    assert len(topics) == 1 + len(VALUE_KEYS) + len(COMMAND_KEYS) + 2 + len(VALUE_KEYS)
+    assert len(topics) == len(VALUE_KEYS) + len(COMMAND_KEYS) + 2 + len(VALUE_KEYS)
 
 
 def test_discovery_topics_of_a_meter() -> None:
