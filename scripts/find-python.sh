@@ -82,7 +82,8 @@ if ((!REFRESH)); then
   # 4a. a private build made earlier (newest first)
   while IFS= read -r c; do
     if [[ -n $c ]] && fits "$c"; then echo "$c"; exit 0; fi
-  done < <(ls -d "$CACHE"/*-python"$MM"_*/root/usr/bin/"python$MM" 2>/dev/null | sort -V -r)
+  done < <(ls -d "$CACHE"/*-python"$MM"_*/root/usr/bin/"python$MM" 2>/dev/null | sort -V -r \
+    | while read -r c; do [[ -f ${c%/bin/*}/include/python$MM/Python.h ]] && echo "$c"; done)
 fi
 
 # --- 4b: build one from Debian's binary packages ------------------------------------------
@@ -172,7 +173,7 @@ patch=${upstream#"$MM".}; patch=${patch%%[!0-9]*}
 
 KEY="debian-$SUITE-python${MM}_${PYVER//[:~+]/_}-$ARCH"
 DEST=$CACHE/$KEY
-if [[ -f $DEST/.ok ]] && fits "$DEST/root/usr/bin/python$MM"; then
+if [[ -f $DEST/.ok && -f $DEST/root/usr/include/python$MM/Python.h ]] && fits "$DEST/root/usr/bin/python$MM"; then
   log "already built: $DEST"
   echo "$DEST/root/usr/bin/python$MM"
   exit 0
@@ -180,9 +181,12 @@ fi
 
 # Dependency closure of the interpreter (first alternative of each dependency). Packages
 # the interpreter does not need at run time, or that the host provides, are left out.
-SKIP=" media-types mime-support netbase tzdata debconf debconf-2.0 dpkg perl-base install-info readline-common libc-bin "
+# The C headers (libpython*-dev) come along: building a venv may compile an sdist.
+SKIP=" media-types mime-support netbase tzdata debconf debconf-2.0 dpkg perl-base install-info "
+SKIP+=" readline-common libc-bin libexpat1-dev zlib1g-dev "
 declare -A seen=()
-queue=("python$MM" "libpython$MM-stdlib" "python$MM-minimal" "libpython$MM-minimal")
+queue=("python$MM" "libpython$MM-stdlib" "python$MM-minimal" "libpython$MM-minimal" "libpython$MM"
+  "libpython$MM-dev")
 pkgs=()
 while ((${#queue[@]})); do
   p=${queue[0]}
@@ -209,6 +213,13 @@ for p in "${pkgs[@]}"; do
   dpkg-deb -x "$deb" "$WORK/root"
 done
 rm -rf "$WORK/debs"
+# Debian's include/pythonX.Y/pyconfig.h is a wrapper that includes <TRIPLET/pythonX.Y/pyconfig.h>
+# from the system include path: put the real one in its place. Static libraries: not needed.
+real_config=$WORK/root/usr/include/$TRIPLET/python$MM/pyconfig.h
+if [[ -f $real_config ]]; then
+  cp --remove-destination "$real_config" "$WORK/root/usr/include/python$MM/pyconfig.h"
+fi
+find "$WORK/root" -name '*.a' -delete
 
 PY=$WORK/root/usr/bin/python$MM
 [[ -e $WORK/root/$LOADER ]] || die "the unpacked libc6 has no $LOADER"
