@@ -14,9 +14,9 @@ import homeassistant  # noqa: F401
 # --- pytest-homeassistant-custom-component made for an older Home Assistant ---------------
 # Only while no plugin release pins the installed Home Assistant (see ha/2026.11/overrides.txt):
 # names the plugin imports from where they were before 2026.11.
-from homeassistant.components import logger as _logger  # noqa: E402
+from homeassistant.components import logger as _logger
 
 if not hasattr(_logger, "_clear_logger_overwrites"):
-    from homeassistant.components.logger.helpers import _clear_logger_overwrites  # noqa: E402
+    from homeassistant.components.logger.helpers import _clear_logger_overwrites
 
     _logger._clear_logger_overwrites = _clear_logger_overwrites  # type: ignore[attr-defined]

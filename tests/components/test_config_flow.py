@@ -11,9 +11,9 @@ from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from pymodbus.datastore import (
+    ModbusDeviceContext,
     ModbusSequentialDataBlock,
     ModbusServerContext,
-    ModbusDeviceContext,
 )
 from pymodbus.server import ModbusTcpServer
 from pytest_homeassistant_custom_component.common import MockConfigEntry
