@@ -17,6 +17,7 @@ from ha_harness import wait_until
 from bridge.discovery import DEVICE_CLASS_COMPAT
 from bridge.entities import BUTTONS, SENSORS, TARIFF_SELECT, Enumerated, SensorSpec, WithResidual
 from bridge.registers import BY_NAME
+from tests.ha_energy import grid_sources, unified_grid
 
 ENERGY_UNITS = {"kWh", "kvarh", "kVAh"}
 # From the emulator's value to Home Assistant's state: one energy poll, the MQTT hops and
@@ -156,29 +157,25 @@ def test_every_enabled_entity_shows_the_emulator_value(
 def test_energy_dashboard_accepts_the_tariff_counters_as_grid_sources(stack: Stack) -> None:
     imports = [stack.entity_id(k) for k in ("energy_import_t1", "energy_import_t2")]
     exports = [stack.entity_id(k) for k in ("energy_export_t1", "energy_export_t2")]
-    grid = {
-        "type": "grid",
-        "cost_adjustment_day": 0,
-        "flow_from": [
-            {"stat_energy_from": e, "stat_cost": None, "entity_energy_price": None,
-             "number_energy_price": None}
-            for e in imports
-        ],
-        "flow_to": [
-            {"stat_energy_to": e, "stat_compensation": None, "entity_energy_price": None,
-             "number_energy_price": None}
-            for e in exports
-        ],
-    }  # fmt: skip
-    _, validation = stack.ha.ws(
-        {"type": "energy/save_prefs", "energy_sources": [grid]},
+    version = stack.ha.request("GET", "/api/config")["version"]
+    unified = unified_grid(version)
+    # 2026.3+: two grid connections (T1, T2), the signed power sensor on the first.
+    power = stack.entity_id("power") if unified else None
+    sources = grid_sources(imports, exports, power, unified=unified)
+    _, prefs, validation = stack.ha.ws(
+        {"type": "energy/save_prefs", "energy_sources": sources},
+        {"type": "energy/get_prefs"},
         {"type": "energy/validate"},
     )
-    (source_issues,) = validation["energy_sources"]
-    unexpected = [i for i in source_issues if i["type"] != "statistics_not_defined"]
+    assert len(prefs["energy_sources"]) == len(sources)
+    # One list of issues per source; right after the start the only acceptable issue is
+    # that no long-term statistics exist yet (they are compiled every 5 minutes).
+    assert len(validation["energy_sources"]) == len(sources)
+    issues = [issue for source in validation["energy_sources"] for issue in source]
+    unexpected = [i for i in issues if i["type"] != "statistics_not_defined"]
     assert not unexpected, unexpected
-    affected = {entity for issue in source_issues for entity, _ in issue["affected_entities"]}
-    assert affected <= {*imports, *exports}, affected
+    affected = {entity for issue in issues for entity, _ in issue["affected_entities"]}
+    assert affected <= {*imports, *exports, *([power] if power else [])}, affected
     assert validation["device_consumption"] == []
 
 
