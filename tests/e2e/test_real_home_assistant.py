@@ -76,6 +76,17 @@ def numeric_states(stack: Stack, entity_ids: dict[str, str]) -> dict[str, dict[s
     return {key: s for key, s in found.items() if s is not None}
 
 
+def test_home_assistant_set_up_every_integration(stack: Stack) -> None:
+    """No integration failed at start: with ``--skip-pip`` a missing requirement shows up as
+    "Setup failed for '<domain>'" (releases add default integrations; pre-install their
+    requirements in ha/<tier>/requirements.txt)."""
+    log = stack.workdir / "ha" / "hass.log"
+    failed = [
+        line for line in log.read_text(errors="replace").splitlines() if "Setup failed for" in line
+    ]
+    assert not failed, "\n".join(failed)
+
+
 @pytest.fixture(scope="module")
 def registry(stack: Stack) -> dict[str, dict[str, Any]]:
     """The meter's registry entries, once every entity exists and every enabled sensor has
