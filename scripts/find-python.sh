@@ -33,7 +33,7 @@ args=()
 for arg in "$@"; do
   case $arg in
     --refresh) REFRESH=1 ;;
-    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
     -*) die "unknown option: $arg" ;;
     *) args+=("$arg") ;;
   esac

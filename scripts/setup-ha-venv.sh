@@ -39,7 +39,7 @@ for arg in "$@"; do
   case $arg in
     --relock) RELOCK=1 ;;
     --list) tiers; exit 0 ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     -*) die "unknown option: $arg" ;;
     *) [[ -z $TIER ]] || die "one tier at a time"; TIER=$arg ;;
   esac
