@@ -7,7 +7,9 @@
 #
 # Order: 1. $FIND_PYTHON (if set, it must fit), 2. python<major.minor> on PATH,
 # 3. pyenv-installed <major.minor>.x, 4. a private build from Debian's binary packages
-# (below), already cached or built now. Only the path goes to stdout; progress goes to stderr.
+# (below), already cached or built now. A Python fits if it has ssl, sqlite3, ctypes, lzma,
+# decimal, zlib, bz2, uuid and its C headers (Python.h). Only the path goes to stdout;
+# progress goes to stderr.
 #
 # The private build: Debian's python<major.minor> packages and the libraries they depend on
 # (resolved at run time from the suite's signed Packages.xz index: nothing is pinned by file
@@ -33,7 +35,7 @@ args=()
 for arg in "$@"; do
   case $arg in
     --refresh) REFRESH=1 ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     -*) die "unknown option: $arg" ;;
     *) args+=("$arg") ;;
   esac
@@ -49,7 +51,8 @@ CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/countis-bridge/python
 export DEBIAN_FRONTEND=noninteractive
 
 # --- 1-3: an interpreter that is already there --------------------------------------------
-# fits PY: runs, is MM with patch >= MIN_PATCH, and has the modules Home Assistant needs.
+# fits PY: runs, is MM with patch >= MIN_PATCH, has the modules Home Assistant needs and its
+# C headers.
 fits() {
   "$1" - "$MINOR" "$MIN_PATCH" "${MODULES[@]}" >/dev/null 2>&1 </dev/null <<'EOF'
 import importlib, sys
@@ -59,6 +62,10 @@ if (v.major, v.minor) != (3, minor) or v.micro < patch or v.releaselevel != "fin
     sys.exit(1)
 for m in mods:
     importlib.import_module(m)
+# the C headers too: building a venv may compile an sdist (Debian: pythonX.Y-dev)
+import os, sysconfig
+if not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")):
+    sys.exit(1)
 EOF
 }
 
