@@ -16,4 +16,4 @@ bench:  ## fleet benchmark (see bench/README.md)
 	.venv/bin/python bench/fleet.py --meters 100 --duration 30
 
 clean:
-	rm -rf .venv .venv-ha .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf .venv .venv-ha .venv-ha-* .mypy_cache .ruff_cache .pytest_cache .hypothesis

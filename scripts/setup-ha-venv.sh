@@ -1,41 +1,63 @@
 #!/usr/bin/env bash
-# Build or refresh .venv-ha: Python 3.13 with the pinned Home Assistant test stack from
-# ha/ha.lock, plus this checkout installed editable (--no-deps). Idempotent. Runs
+# Build or refresh the venv of one Home Assistant test tier: the pinned HA test stack from
+# ha/<tier>/lock.txt on the Python that ha/<tier>/python-version names, plus this checkout
+# installed editable (--no-deps; lib/ too when lib/pyproject.toml exists). Idempotent. Runs
 # non-interactively (CI=true, no stdin).
 #
-#   scripts/setup-ha-venv.sh           (re)build .venv-ha if it is missing, broken or its
-#                                      .venv-ha/.lock differs from ha/ha.lock; else no-op
-#   scripts/setup-ha-venv.sh --relock  re-resolve ha/requirements-ha.txt with
-#                                      -c ha/package_constraints.txt and rewrite ha/ha.lock
+#   scripts/setup-ha-venv.sh 2026.11           (re)build .venv-ha-2026.11 if it is missing,
+#                                              broken or built from another lock; else no-op
+#   scripts/setup-ha-venv.sh --relock 2026.11  re-resolve ha/2026.11/requirements.txt with
+#                                              -c package_constraints.txt (and --override
+#                                              overrides.txt if present); rewrite lock.txt
+#   scripts/setup-ha-venv.sh --list            the tiers (directories under ha/)
+# Without a tier: the newest one.
 #
-# Environment: HA_PYTHON (a Python 3.13 to use), HA_VENV (default <repo>/.venv-ha),
-#   UV (a uv binary to use), UV_SPEC (uv to bootstrap if none, default uv==0.13.9),
-#   UV_CACHE_DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/uv).
+# Tier files: requirements.txt (top-level pins), package_constraints.txt (verbatim copy of
+#   homeassistant/package_constraints.txt from that HA wheel), lock.txt (generated),
+#   python-version (minimum X.Y.Z), overrides.txt (optional, uv --override).
+# Environment: HA_PYTHON (a Python to use instead of scripts/find-python.sh's), HA_VENV
+#   (default <repo>/.venv-ha-<tier>), UV (a uv binary to use), UV_SPEC (uv to bootstrap if
+#   none, default uv==0.13.9), UV_CACHE_DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/uv).
 # The venv is not relocatable: cache/restore it at the same absolute path.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-VENV=${HA_VENV:-$ROOT/.venv-ha}
-LOCK=ha/ha.lock
-REQS=ha/requirements-ha.txt
-CONSTRAINTS=ha/package_constraints.txt
 UV_SPEC=${UV_SPEC:-uv==0.13.9}
 CACHE_HOME=${XDG_CACHE_HOME:-$HOME/.cache}
 export UV_CACHE_DIR=${UV_CACHE_DIR:-$CACHE_HOME/uv}
 export UV_NO_PROGRESS=1
 RELOCK=0
+TIER=
 
 log() { printf '[setup-ha-venv] %s\n' "$*" >&2; }
 die() { printf '[setup-ha-venv] ERROR: %s\n' "$*" >&2; exit 1; }
 
+tiers() { for d in ha/*/; do [[ -f $d/requirements.txt ]] && basename "$d"; done | sort -V; }
+
 for arg in "$@"; do
   case $arg in
     --relock) RELOCK=1 ;;
-    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
-    *) die "unknown argument: $arg" ;;
+    --list) tiers; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    -*) die "unknown option: $arg" ;;
+    *) [[ -z $TIER ]] || die "one tier at a time"; TIER=$arg ;;
   esac
 done
+TIER=${TIER:-$(tiers | tail -n1)}
+DIR=ha/$TIER
+[[ -n $TIER && -f $DIR/requirements.txt ]] || die "no tier '$TIER' (tiers: $(tiers | tr '\n' ' '))"
+VENV=${HA_VENV:-$ROOT/.venv-ha-$TIER}
+LOCK=$DIR/lock.txt
+REQS=$DIR/requirements.txt
+CONSTRAINTS=$DIR/package_constraints.txt
+OVERRIDES=()
+[[ -f $DIR/overrides.txt ]] && OVERRIDES=(--override "$DIR/overrides.txt")
+[[ -f $CONSTRAINTS ]] || die "$CONSTRAINTS is missing"
+WANT_PY=$(tr -d '[:space:]' <"$DIR/python-version" 2>/dev/null) || die "$DIR/python-version is missing"
+[[ $WANT_PY =~ ^3\.([0-9]+)\.([0-9]+)$ ]] || die "$DIR/python-version: not X.Y.Z: $WANT_PY"
+PY_MINOR=${BASH_REMATCH[1]}
+PY_PATCH=${BASH_REMATCH[2]}
 
 # --- uv -----------------------------------------------------------------------------
 uv_ok() { [[ -n $1 ]] && "$1" --version >/dev/null 2>&1 </dev/null; }
@@ -67,43 +89,24 @@ ensure_uv() {
   uv_ok "$UV" || die "bootstrapped uv does not run: $UV"
 }
 
-# --- Python 3.13 ----------------------------------------------------------------------
-is_py313() {
-  "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1 </dev/null
+# --- Python ---------------------------------------------------------------------------
+# The tier's Python line with at least its patch level (HA's Requires-Python).
+py_fits() {
+  "$1" -c "import sys; v = sys.version_info
+sys.exit(not (v[:2] == (3, $PY_MINOR) and v.micro >= $PY_PATCH))" >/dev/null 2>&1 </dev/null
 }
 
 find_python() {
-  local c root
   if [[ -n ${HA_PYTHON:-} ]]; then
-    is_py313 "$HA_PYTHON" || die "HA_PYTHON=$HA_PYTHON is not a working Python 3.13"
+    py_fits "$HA_PYTHON" || die "HA_PYTHON=$HA_PYTHON is no Python 3.$PY_MINOR.x >= $WANT_PY"
     PY=$HA_PYTHON
     return
   fi
-  # 1. python3.13 on PATH (a pyenv shim exists but fails unless 3.13 is selected: test it runs)
-  if command -v python3.13 >/dev/null && is_py313 python3.13; then
-    PY=$(python3.13 -c 'import sys; print(sys.executable)' </dev/null)
-    return
-  fi
-  # 2. pyenv-installed 3.13.x, newest first
-  root=$(pyenv root 2>/dev/null || true)
-  [[ -n $root ]] || root=${PYENV_ROOT:-$HOME/.pyenv}
-  while IFS= read -r c; do
-    if [[ -n $c ]] && is_py313 "$c"; then PY=$c; return; fi
-  done < <(ls -d "$root"/versions/3.13*/bin/python3.13 2>/dev/null | sort -V -r)
-  # 3. a uv-managed CPython: already installed, else download (last resort: the download host
-  #    is not PyPI and may be unreachable from CI)
-  if c=$("$UV" python find --python-preference only-managed 3.13 2>/dev/null </dev/null) && is_py313 "$c"; then
-    PY=$c
-    return
-  fi
-  log "no Python 3.13 found on PATH or in pyenv; trying 'uv python install 3.13'"
-  if "$UV" python install 3.13 </dev/null \
-    && c=$("$UV" python find --python-preference only-managed 3.13 </dev/null) && is_py313 "$c"; then
-    PY=$c
-    return
-  fi
-  die "no Python 3.13 found. Install one (e.g. 'pyenv install 3.13' or a distro python3.13 package) \
-and re-run, or point HA_PYTHON at it."
+  # python3.X on PATH or in pyenv if recent enough, else a private build (cached after the
+  # first time): see scripts/find-python.sh.
+  PY=$("$ROOT/scripts/find-python.sh" "3.$PY_MINOR" "$PY_PATCH" </dev/null) \
+    || die "no Python >= $WANT_PY (scripts/find-python.sh 3.$PY_MINOR $PY_PATCH failed)"
+  py_fits "$PY" || die "scripts/find-python.sh gave $PY, which is no Python >= $WANT_PY"
 }
 
 # --- helpers --------------------------------------------------------------------------
@@ -125,48 +128,65 @@ new_venv() {
   "$UV" venv -q --python "$PY" "$VENV" </dev/null
 }
 
+# What the venv was built from: the lock, the overrides and the interpreter it runs on.
+stamp() {
+  {
+    cat "$LOCK" "$DIR/overrides.txt" 2>/dev/null || true
+    readlink -f "$1"
+  } | sha256sum | cut -d' ' -f1
+}
+
 venv_current() {
-  [[ -x $VENV/bin/python ]] && is_py313 "$VENV/bin/python" && cmp -s "$LOCK" "$VENV/.lock"
+  [[ -x $VENV/bin/python && -f $LOCK ]] && py_fits "$VENV/bin/python" \
+    && [[ $(cat "$VENV/.lock" 2>/dev/null || true) == "$(stamp "$VENV/bin/python")" ]]
 }
 
 pin_of() { sed -n "s/^$1==\([^ ;]*\).*/\1/Ip" "$LOCK" | head -n1; }
 
 # --- main -----------------------------------------------------------------------------
 ensure_uv
-log "uv: $UV ($("$UV" --version)); UV_CACHE_DIR=$UV_CACHE_DIR"
+log "tier $TIER; uv: $UV ($("$UV" --version)); UV_CACHE_DIR=$UV_CACHE_DIR"
 
 if ((RELOCK)); then
   find_python
-  log "python: $PY; resolving $REQS with -c $CONSTRAINTS"
+  log "python: $PY; resolving $REQS with -c $CONSTRAINTS ${OVERRIDES[*]}"
   new_venv
-  "$UV" pip install -p "$VENV/bin/python" --compile-bytecode -c "$CONSTRAINTS" -r "$REQS" </dev/null
+  "$UV" pip install -p "$VENV/bin/python" --compile-bytecode -c "$CONSTRAINTS" "${OVERRIDES[@]}" \
+    -r "$REQS" </dev/null
   {
-    echo "# Generated by scripts/setup-ha-venv.sh --relock from $REQS with -c $CONSTRAINTS"
-    echo "# (uv pip freeze; Python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())'))."
+    echo "# Generated by scripts/setup-ha-venv.sh --relock $TIER from requirements.txt with"
+    echo "# -c package_constraints.txt${OVERRIDES:+ --override overrides.txt} (uv pip freeze; Python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())'))."
     "$UV" pip freeze -p "$VENV/bin/python" --exclude-editable </dev/null
   } >"$LOCK.tmp"
   mv "$LOCK.tmp" "$LOCK"
-  cp "$LOCK" "$VENV/.lock"
+  stamp "$VENV/bin/python" >"$VENV/.lock"
   rm -f "$VENV/.project"
   log "wrote $LOCK ($(grep -vc '^#' "$LOCK") packages)"
 elif venv_current; then
   log "$VENV is up to date with $LOCK"
 else
-  [[ -f $LOCK ]] || die "$LOCK is missing: run $0 --relock"
+  [[ -f $LOCK ]] || die "$LOCK is missing: run $0 --relock $TIER"
   find_python
-  log "building $VENV with $PY from $LOCK"
+  log "building $VENV with $PY ($("$PY" -c 'import platform; print(platform.python_version())' </dev/null)) from $LOCK"
   new_venv
-  uv_install --compile-bytecode -r "$LOCK"
-  cp "$LOCK" "$VENV/.lock"
+  uv_install --compile-bytecode "${OVERRIDES[@]}" -r "$LOCK"
+  stamp "$VENV/bin/python" >"$VENV/.lock"
+  rm -f "$VENV/.project"
 fi
 
-# The project itself, editable, without dependencies (they are all in the lock).
-if [[ -f pyproject.toml ]]; then
-  stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
-  if [[ $(cat "$VENV/.project" 2>/dev/null || true) != "$stamp" ]]; then
-    log "installing the checkout (editable, --no-deps)"
-    uv_install --no-deps -e .
-    echo "$stamp" >"$VENV/.project"
+# The project itself, editable, without dependencies (they are all in the lock): the library
+# (lib/) when the checkout has one, and the root package.
+projects=()
+[[ -f lib/pyproject.toml ]] && projects+=(lib)
+[[ -f pyproject.toml ]] && projects+=(.)
+if ((${#projects[@]})); then
+  want=$(cat "${projects[@]/%//pyproject.toml}" | sha256sum | cut -d' ' -f1)
+  if [[ $(cat "$VENV/.project" 2>/dev/null || true) != "$want" ]]; then
+    log "installing the checkout (editable, --no-deps): ${projects[*]}"
+    editable=()
+    for p in "${projects[@]}"; do editable+=(-e "$p"); done
+    uv_install --no-deps "${editable[@]}"
+    echo "$want" >"$VENV/.project"
   fi
 else
   log "WARNING: no pyproject.toml in $ROOT; the project itself is not installed"
@@ -175,7 +195,7 @@ fi
 # Smoke check: the stack imports and the versions are the locked ones.
 want_pymodbus=$(pin_of pymodbus)
 want_ha=$(pin_of homeassistant)
-got=$("$VENV/bin/python" -c 'import sys, homeassistant, pytest_homeassistant_custom_component, pymodbus
+got=$("$VENV/bin/python" -c 'import sys, homeassistant, hass_frontend, pytest_homeassistant_custom_component, pymodbus
 print(sys.version.split()[0], pymodbus.__version__)' </dev/null) || die "smoke import failed in $VENV"
 got_hass=$("$VENV/bin/hass" --version </dev/null) || die "'hass --version' failed"
 read -r got_py got_pymodbus <<<"$got"

@@ -9,7 +9,7 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
-from countis.catalogue import WithResidual
+from countis.catalogue import VALUE_BY_KEY, WithResidual
 from countis.presentation import SensorSpec
 from countis.registers import BY_NAME
 from custom_components.countis.const import DOMAIN
@@ -38,7 +38,7 @@ def number(hass: HomeAssistant, key: str) -> float:
 
 def resolution(spec: SensorSpec) -> float:
     """Smallest step of a numeric value, in its published unit."""
-    source = spec.source
+    source = VALUE_BY_KEY[spec.key].source
     if isinstance(source, WithResidual):
         scale = BY_NAME[source.residual].scale
     else:

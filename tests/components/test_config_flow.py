@@ -11,9 +11,9 @@ from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from pymodbus.datastore import (
+    ModbusDeviceContext,
     ModbusSequentialDataBlock,
     ModbusServerContext,
-    ModbusSlaveContext,
 )
 from pymodbus.server import ModbusTcpServer
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -36,8 +36,8 @@ DELAY = 1.0
 @pytest.fixture
 async def zeros_port() -> AsyncIterator[int]:
     """A plain Modbus server (not a COUNTIS) whose holding registers all read 0."""
-    block = ModbusSequentialDataBlock(0, [0] * 65536)
-    context = ModbusServerContext(slaves=ModbusSlaveContext(hr=block), single=True)
+    block = ModbusSequentialDataBlock(1, [0] * 65535)
+    context = ModbusServerContext(devices=ModbusDeviceContext(hr=block), single=True)
     server = ModbusTcpServer(context, address=(HOST, 0))
     await server.serve_forever(background=True)
     yield server.transport.sockets[0].getsockname()[1]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from homeassistant.components.energy import data as energy_data
 from homeassistant.components.energy.validate import async_validate
+from homeassistant.const import MAJOR_VERSION, MINOR_VERSION
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from countis.presentation import SENSORS
+from tests.ha_energy import grid_sources, unified_grid
 
 from .helpers import entity_id
 
@@ -31,38 +33,18 @@ async def test_energy_dashboard_validation(
     exports = [entity_id(hass, "sensor", s.key) for s in energy if "export" in s.key]
     assert len(imports) >= 4
     assert len(exports) >= 4
-    manager = await energy_data.async_get_manager(hass)
-    await manager.async_update(
-        {
-            "energy_sources": [
-                {
-                    "type": "grid",
-                    "flow_from": [
-                        {
-                            "stat_energy_from": eid,
-                            "stat_cost": None,
-                            "entity_energy_price": None,
-                            "number_energy_price": None,
-                        }
-                        for eid in imports
-                    ],
-                    "flow_to": [
-                        {
-                            "stat_energy_to": eid,
-                            "stat_compensation": None,
-                            "entity_energy_price": None,
-                            "number_energy_price": None,
-                        }
-                        for eid in exports
-                    ],
-                    "cost_adjustment_day": 0,
-                }
-            ]
-        }
+    unified = unified_grid((MAJOR_VERSION, MINOR_VERSION))
+    # The signed power sensor joins the grid from 2026.3 on (grid connections).
+    power = entity_id(hass, "sensor", "power") if unified else None
+    # What energy/save_prefs would store: its schema first, then the manager.
+    sources = energy_data.ENERGY_SOURCE_SCHEMA(
+        grid_sources(imports, exports, power, unified=unified)
     )
+    manager = await energy_data.async_get_manager(hass)
+    await manager.async_update({"energy_sources": sources})
     await hass.async_block_till_done()
     result = (await async_validate(hass)).as_dict()
     issues = [issue for source in result["energy_sources"] for issue in source]
     assert {issue["type"] for issue in issues} <= {"statistics_not_defined"}
     flagged = {eid for issue in issues for eid in issue["affected_entities"]}
-    assert {eid for eid, _ in flagged} == set(imports) | set(exports)
+    assert {eid for eid, _ in flagged} == set(imports) | set(exports) | ({power} - {None})

@@ -80,8 +80,9 @@ async def test_names_and_device(
     device_registry: dr.DeviceRegistry,
     entity_registry: er.EntityRegistry,
 ) -> None:
-    device = device_registry.async_get_device(identifiers={(DOMAIN, SERIAL)})
-    assert device is not None
+    # (DeviceRegistry.async_get_device is deprecated since 2026.9 and raises in tests.)
+    (device,) = dr.async_entries_for_config_entry(device_registry, init_integration.entry_id)
+    assert device.identifiers == {(DOMAIN, SERIAL)}
     assert device.manufacturer == "Socomec"
     assert device.model == "COUNTIS E28"
     assert device.model_id == "E28"

@@ -76,7 +76,7 @@ def test_manifest() -> None:
     assert manifest["integration_type"] == "device"
     assert manifest["iot_class"] == "local_polling"
     assert manifest["requirements"] == ["countis-bridge>=0.1.0,<0.2"]
-    assert manifest["loggers"] == ["bridge"]
+    assert manifest["loggers"] == ["countis"]
     assert manifest["documentation"] == SUPPORT_URL
     assert manifest["issue_tracker"] == f"{SUPPORT_URL}/issues"
 

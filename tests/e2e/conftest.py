@@ -6,7 +6,7 @@ configuration with recorder and energy, MQTT pointed at the broker), the emulate
 add-on's entrypoint (``python -m countis_bridge.app`` with an ``options.json`` that names the
 broker), all as real processes. Run with the Home Assistant venv's Python::
 
-    .venv-ha/bin/python -m pytest -c tests/e2e/pytest.ini tests/e2e
+    .venv-ha-2026.11/bin/python -m pytest -c tests/e2e/pytest.ini tests/e2e
 
 The bridge and the emulator run on the project's main venv (``.venv``: the MQTT daemon's
 dependencies are not part of the HA venv); ``COUNTIS_E2E_BRIDGE_PYTHON`` overrides that.

@@ -16,6 +16,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -127,11 +128,72 @@ def start_mosquitto(binary: str, workdir: Path) -> tuple[Process, int]:
 
 # --- Home Assistant -------------------------------------------------------------------------
 
+# Storage files the seed writes: (version, minor_version) of each, as Home Assistant
+# 2025.10 .. 2026.11 read them (their loaders and fields are the same in both). Home Assistant
+# migrates older versions but refuses newer ones, so a release that bumps one of these must
+# be checked here first: check_storage_versions() fails then instead of a silent mis-seed.
+STORAGE_VERSIONS = {"core.config_entries": (1, 5), "auth": (1, 1), "onboarding": (4, 1)}
+# The MQTT config entry: 1.2 up to 2026.1-ish, 2.1 since (the same data and options; only the
+# version moved). The seed uses the installed release's own version if it is one of these.
+MQTT_ENTRY_VERSIONS = {(1, 2), (2, 1)}
+
+
+_VERSIONS_PROBE = """
+import json
+from homeassistant import config_entries
+from homeassistant.auth import auth_store
+from homeassistant.components import onboarding
+from homeassistant.components.mqtt import const
+print(json.dumps({
+    "core.config_entries": [config_entries.STORAGE_VERSION, config_entries.STORAGE_VERSION_MINOR],
+    "auth": [auth_store.STORAGE_VERSION, 1],
+    "onboarding": [onboarding.STORAGE_VERSION, 1],
+    "mqtt entry": [const.CONFIG_ENTRY_VERSION, const.CONFIG_ENTRY_MINOR_VERSION],
+}))
+"""
+
+
+def installed_storage_versions(python: str = sys.executable) -> dict[str, tuple[int, int]]:
+    """The storage versions ``python``'s Home Assistant writes (see STORAGE_VERSIONS).
+
+    Read in a child interpreter: importing homeassistant here would alias httpx (2026.11+)
+    in the test process, which other plugins may have imported already.
+    """
+    out = subprocess.run(
+        [python, "-c", _VERSIONS_PROBE], capture_output=True, check=True, timeout=120, text=True
+    ).stdout
+    return {key: (value[0], value[1]) for key, value in json.loads(out).items()}
+
+
+def mqtt_entry_version(installed: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
+    """The MQTT config entry version of the installed Home Assistant (a known one)."""
+    version = installed["mqtt entry"]
+    if version not in MQTT_ENTRY_VERSIONS:
+        raise AssertionError(
+            f"Home Assistant's MQTT config entry is version {version}, the seed knows "
+            f"{sorted(MQTT_ENTRY_VERSIONS)}: check its data/options format "
+            "(homeassistant/components/mqtt/__init__.py async_migrate_entry) and add it"
+        )
+    return version
+
+
+def check_storage_versions(installed: Mapping[str, tuple[int, int]]) -> None:
+    """Fail clearly when the installed Home Assistant stores these files differently."""
+    changed = {k: (v, installed[k]) for k, v in STORAGE_VERSIONS.items() if installed[k] != v}
+    if changed:
+        raise AssertionError(
+            f"storage versions changed (seeded, installed): {changed}; check the formats in "
+            "Home Assistant's source and update seed_ha_config"
+        )
+
 
 def seed_ha_config(config: Path, *, http_port: int, mqtt_port: int) -> str:
     """Write a configuration Home Assistant starts from without onboarding; returns a token."""
     import jwt  # noqa: PLC0415 - from the HA venv (PyJWT comes with homeassistant)
 
+    installed = installed_storage_versions()
+    check_storage_versions(installed)
+    mqtt_version, mqtt_minor = mqtt_entry_version(installed)
     storage = config / ".storage"
     storage.mkdir(parents=True)
     now = datetime.now(UTC).isoformat()
@@ -175,22 +237,29 @@ def seed_ha_config(config: Path, *, http_port: int, mqtt_port: int) -> str:
                  "version": None},
             ],
         },
+        *STORAGE_VERSIONS["auth"],
     )  # fmt: skip
-    store("onboarding", {"done": ["user", "core_config", "analytics", "integration"]}, 4)
+    store(
+        "onboarding",
+        {"done": ["user", "core_config", "analytics", "integration"]},
+        *STORAGE_VERSIONS["onboarding"],
+    )
     store(
         "core.config_entries",
         {
             "entries": [
+                # protocol 5: else 2026.x probes the broker for MQTT 5 at every start
                 {"created_at": now, "modified_at": now,
-                 "data": {"broker": HOST, "port": mqtt_port}, "disabled_by": None,
-                 "discovery_keys": {}, "domain": "mqtt", "entry_id": uuid.uuid4().hex,
-                 "minor_version": 2, "version": 1,
+                 "data": {"broker": HOST, "port": mqtt_port, "protocol": "5"},
+                 "disabled_by": None, "discovery_keys": {}, "domain": "mqtt",
+                 "entry_id": uuid.uuid4().hex,
+                 "minor_version": mqtt_minor, "version": mqtt_version,
                  "options": {"discovery": True, "discovery_prefix": "homeassistant"},
                  "pref_disable_new_entities": False, "pref_disable_polling": False,
                  "source": "user", "subentries": [], "title": HOST, "unique_id": None},
             ]
         },
-        minor=5,
+        *STORAGE_VERSIONS["core.config_entries"],
     )  # fmt: skip
     issued = int(time.time())
     claims = {"iss": token_id, "iat": issued, "exp": issued + 315360000}
@@ -236,9 +305,18 @@ class HomeAssistant:
         self.request("POST", f"/api/services/{domain}/{service}", dict(data))
 
     def running_with_mqtt(self) -> bool:
-        """Core RUNNING and the mqtt integration loaded."""
+        """Core RUNNING, the mqtt integration set up and its config entry loaded.
+
+        ("mqtt" in the components is not enough: it is there even when the entry failed.)
+        """
         config = self.request("GET", "/api/config", timeout=3)
-        return config.get("state") == "RUNNING" and "mqtt" in config.get("components", [])
+        if config.get("state") != "RUNNING" or "mqtt" not in config.get("components", []):
+            return False
+        entries = self.request("GET", "/api/config/config_entries/entry?domain=mqtt", timeout=3)
+        states = [e.get("state") for e in entries]
+        if states and all(s in {"setup_error", "migration_error", "failed_unload"} for s in states):
+            raise AssertionError(f"the MQTT config entry did not load: {entries}")
+        return "loaded" in states
 
     def ws(self, *messages: Mapping[str, Any], timeout: float = 20.0) -> list[Any]:
         """Send websocket commands (ids added here); returns each command's ``result``."""
