@@ -78,10 +78,25 @@ class ScriptedMeter:
     reads: list[tuple[str, ...]] = field(default_factory=list)
     writes: list[tuple[str, Any]] = field(default_factory=list)
     identifications: int = 0
+    generation: int = 0  # connections "opened": a fault drops the current one
+    _dropped: bool = True
 
     def _check(self) -> None:
         if self.fault is not None:
+            self._dropped = True
             raise self.fault
+
+    async def connect(self) -> int:
+        """A new connection after a fault (or the first)."""
+        self._check()
+        if self._dropped:
+            self.generation += 1
+            self._dropped = False
+        return self.generation
+
+    def reconnect(self) -> None:
+        """The connection drops silently: the next request opens another."""
+        self._dropped = True
 
     async def identify(self) -> MeterIdentity:
         """The scripted identity (or the fault)."""

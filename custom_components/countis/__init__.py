@@ -14,6 +14,7 @@ from .coordinator import (
     CountisConfigEntry,
     CountisCoordinator,
     CountisRuntimeData,
+    HomeAssistantClock,
     PartialStore,
     meter_config,
 )
@@ -26,7 +27,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: CountisConfigEntry) -> b
     config = meter_config(entry)
     client = MeterClient(config.host, config.port, config.unit, config.timeout)
     store = PartialStore(hass)
-    session = MeterSession(config, client, store=store)
+    session = MeterSession(config, client, clock=HomeAssistantClock(), store=store)
     coordinator = CountisCoordinator(hass, entry, session)
     try:
         # Another meter at the address fails this (ConfigEntryNotReady, and a repair issue).

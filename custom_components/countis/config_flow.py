@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import voluptuous as vol
+try:  # Home Assistant 2026.x validates flow forms with probatio (voluptuous's successor)
+    import probatio as vol
+except ImportError:  # older releases: voluptuous, whose API probatio keeps
+    import voluptuous as vol  # type: ignore[no-redef]
 from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,

@@ -149,6 +149,22 @@ def translate_error[E: HomeAssistantError](kind: type[E], err: MeterError, entry
     )
 
 
+class HomeAssistantClock:
+    """The session's clock in Home Assistant: its idea of now, for stamps and schedule alike.
+
+    The coordinator's own timer runs on Home Assistant's time; the session decides on the
+    same time whether energies are due (and tests that move Home Assistant's time move it).
+    """
+
+    def time(self) -> float:
+        """Unix time, as Home Assistant sees it."""
+        return dt_util.utcnow().timestamp()
+
+    def monotonic(self) -> float:
+        """The same seconds (the schedule only compares them)."""
+        return self.time()
+
+
 class PartialStore:
     """The partial-meter state in Home Assistant's storage, one Store per meter serial."""
 
@@ -243,7 +259,8 @@ class CountisCoordinator(DataUpdateCoordinator[CountisData]):
     def tariff_signal(self, state: str) -> None:
         """The followed entity changed: switch at once when its state asks for it."""
         if self.session.tariff_signal(state):
-            self.hass.async_create_task(self.async_request_refresh())
+            # Not the debounced request: a switch is due now, not after a cooldown.
+            self.hass.async_create_task(self.async_refresh())
 
     @property
     def _issue_id(self) -> str:

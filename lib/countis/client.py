@@ -148,7 +148,8 @@ class MeterClient:
     """
 
     # A bridge keeps one per meter for its whole life: no per-instance dict.
-    __slots__ = ("_conn", "_connect", "_lock", "_where", "host", "port", "timeout", "unit")
+    __slots__ = ("_conn", "_connect", "_lock", "_where", "generation", "host", "port", "timeout",
+                 "unit")  # fmt: skip
 
     def __init__(
         self,
@@ -168,6 +169,7 @@ class MeterClient:
         self._lock = asyncio.Lock()
         self._conn: ModbusTcpConnection | None = None
         self._connect = connect or _open
+        self.generation = 0  # connections opened so far: a new one may reach another device
 
     async def __aenter__(self) -> Self:
         """Nothing to do: connecting happens on demand, so an offline meter is no error here."""
@@ -245,11 +247,18 @@ class MeterClient:
             await self._write(_RESET_PARTIAL.address, RESET_PARTIAL_ALL)
 
     # ------------------------------------------------------------ requests
+    async def connect(self) -> int:
+        """Open the connection unless it is open; the number of the connection in use."""
+        async with self._lock:
+            await self._connection()
+        return self.generation
+
     async def _connection(self) -> ModbusTcpConnection:
         conn = self._conn
         if conn is None or not conn.connected:
             self.close()
             conn = self._conn = await self._connect(self.host, self.port, self.timeout, self._where)
+            self.generation += 1
         return conn
 
     async def _fc3(self, address: int, count: int) -> bytes:

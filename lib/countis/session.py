@@ -2,8 +2,9 @@
 
 A :class:`MeterSession` owns, for one configured meter:
 
-- **identity**: it identifies the meter before the first read and again after every
-  failure (a reconnect may reach another device: DHCP, a swapped meter). With an expected
+- **identity**: it identifies the meter on every new connection, before trusting a value
+  read over it, and after every failure (a reconnect may reach another device: DHCP, a
+  swapped meter). With an expected
   serial (``MeterConfig.serial``; Home Assistant's entries have one) another meter at the
   address fails the poll with :class:`~countis.errors.WrongMeterError`: none of its values
   is kept or judged. Without one (the daemon follows the configured address) the session
@@ -38,7 +39,7 @@ from typing import Any, Protocol
 from countis.catalogue import PARTIAL_COUNTER_KEYS, Group, keys_for_groups
 from countis.clock import Clock, SystemClock
 from countis.config import MeterConfig
-from countis.errors import MeterError, ReadOnlyError, WrongMeterError
+from countis.errors import MeterConnectionError, MeterError, ReadOnlyError, WrongMeterError
 from countis.guard import CounterGuard, GuardLimits, Reason
 from countis.models import MeterIdentity, MeterReading, PartialAction, ValueType
 from countis.partial import PartialMeter, PartialStateError
@@ -54,6 +55,15 @@ _LOG = logging.getLogger(__name__)
 
 class MeterLink(Protocol):
     """What the session needs of a meter (:class:`countis.client.MeterClient` is one)."""
+
+    @property
+    def generation(self) -> int:
+        """The number of the connection in use (a new one may reach another device)."""
+        ...
+
+    async def connect(self) -> int:
+        """Open the connection unless it is open; its number."""
+        ...
 
     async def identify(self) -> MeterIdentity:
         """The meter's identification."""
@@ -130,14 +140,15 @@ class MeterSession:
         *,
         clock: Clock | None = None,
         store: PartialStore | None = None,
-        start: float = 0.0,
+        start: float | None = None,
         energy_offset: float = 0.0,
         guard_limits: GuardLimits | None = None,
         tariff_line: TariffLine | None = None,
     ) -> None:
         """A session that has not talked to the meter yet.
 
-        ``start`` is the first poll's time on the schedule's clock; ``energy_offset`` puts
+        ``start`` is the first poll's time on the schedule's clock (None: whenever the
+        session is first asked, see :meth:`anchor`); ``energy_offset`` puts
         this meter's energy reads on a later realtime tick (see
         :func:`countis.schedule.energy_offset`).
         """
@@ -146,7 +157,7 @@ class MeterSession:
         self.clock: Clock = clock or SystemClock()
         self.store = store
         self._energy_offset = energy_offset
-        self.schedule = self._schedule(start)
+        self._grid = self._schedule(start) if start is not None else None
         self.stats = SessionStats()
         self.identity: MeterIdentity | None = None
         self.online: bool | None = None  # None until the first success or the debounce
@@ -158,7 +169,7 @@ class MeterSession:
         self.partial = PartialMeter()
         self._limits = guard_limits
         self.guard = CounterGuard(guard_limits)
-        self._reidentify = True
+        self._identified_on: int | None = None  # the connection the identity was read on
         self._lock = asyncio.Lock()  # polls and commands take turns on the meter
         plan = config.tariff_plan
         self.tariff = TariffMaster(plan) if plan is not None else None
@@ -179,7 +190,14 @@ class MeterSession:
 
     def anchor(self, start: float) -> None:
         """Put the first poll at ``start`` (the schedule clock's time); the grid follows."""
-        self.schedule = self._schedule(start)
+        self._grid = self._schedule(start)
+
+    @property
+    def schedule(self) -> PollSchedule:
+        """The poll schedule (anchored now if nobody anchored it before)."""
+        if self._grid is None:
+            self._grid = self._schedule(self.clock.monotonic())
+        return self._grid
 
     def next_poll_at(self) -> float:
         """When the next poll is due (the schedule clock's time; -inf: at once)."""
@@ -213,10 +231,18 @@ class MeterSession:
             return result
 
     async def _poll(self, due: Due) -> PollResult:
-        identified = await self._identify() if self._reidentify else None
+        # Every new connection may reach another device (DHCP, a swapped meter): identify
+        # on it before trusting a value read over it.
+        identified = None
+        if await self.link.connect() != self._identified_on:
+            identified = await self._identify()
         keys = ENERGY_KEYS if not due.realtime else ALL_KEYS if due.energy else REALTIME_KEYS
         stamp = self.clock.time()
         reading = await self.link.read(keys)
+        if self.link.generation != self._identified_on:
+            self._identified_on = None
+            msg = f"{self.config.label}: reconnected during the read (identity unchecked)"
+            raise MeterConnectionError(msg)
         if not due.energy:  # realtime values carry no counters: nothing to judge
             self._keep(reading.values, reading.values, stamp)
             return PollResult(timestamp=stamp, values=reading.values, identified=identified)
@@ -276,7 +302,7 @@ class MeterSession:
                 f" not {expected}"
             )
             raise WrongMeterError(msg, found=identity.serial_number, expected=expected)
-        self._reidentify = False
+        self._identified_on = self.link.generation
         previous, self.identity = self.identity, identity
         if previous is not None and previous.serial_number == identity.serial_number:
             return None
@@ -297,7 +323,7 @@ class MeterSession:
         self.stats.failures += 1
         self.failures += 1
         self.last_error = err
-        self._reidentify = True  # the device behind the address may have changed
+        self._identified_on = None  # identify again, whatever connection comes next
         offline = self.failures >= self.config.offline_after
         if offline:
             self.online = False

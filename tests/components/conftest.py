@@ -14,6 +14,7 @@ from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from countis_bridge import ports
 from countis_bridge.emulator import EmulatedMeter, EmulatorServer, ManualClock
 from custom_components.countis import const
 from custom_components.countis.config_flow import DEFAULT_OPTIONS
@@ -89,6 +90,11 @@ def port(server: EmulatorServer) -> int:
 
 
 @pytest.fixture
+def free_port() -> int:
+    """A loopback port nobody listens on (connection refused)."""
+    return ports.free_port()
+
+
 @pytest.fixture
 def options() -> dict[str, object]:
     """Entry options; tests override this fixture through parametrisation if needed."""

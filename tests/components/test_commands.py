@@ -7,7 +7,7 @@ from homeassistant.components.button import DOMAIN as BUTTON_DOMAIN
 from homeassistant.components.button import SERVICE_PRESS
 from homeassistant.components.select import ATTR_OPTION, SERVICE_SELECT_OPTION
 from homeassistant.components.select import DOMAIN as SELECT_DOMAIN
-from homeassistant.const import ATTR_ENTITY_ID, STATE_UNAVAILABLE
+from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
@@ -38,7 +38,9 @@ async def press(hass: HomeAssistant, key: str) -> None:
 
 async def refresh(entry: MockConfigEntry) -> None:
     """Poll realtime and energies now (as the energy interval would)."""
-    await entry.runtime_data.coordinator.async_refresh_all()
+    coordinator = entry.runtime_data.coordinator
+    coordinator.session.wake()
+    await coordinator.async_refresh()
 
 
 async def test_reset_zeroes_partial_counters(
@@ -96,7 +98,7 @@ async def test_stopped_state_survives_reload(
     clock.advance(STEP)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    assert not entry.runtime_data.coordinator.partial.running
+    assert not entry.runtime_data.coordinator.session.partial.running
     assert number(hass, "partial_energy_import") == frozen
     assert meter.values()["partial_energy_import"] > frozen
 
@@ -110,9 +112,11 @@ async def test_front_panel_reset_is_followed(
     """A reset outside Home Assistant: one low reading is withheld, the second confirms."""
     await press(hass, "partial_stop")
     assert number(hass, "partial_energy_import") > 0
+    frozen = number(hass, "partial_energy_import")
     meter.partial_reset()
     await refresh(init_integration)
-    assert state_of(hass, "sensor", "partial_energy_import") == STATE_UNAVAILABLE
+    # One low reading is not trusted yet: the last accepted value stays.
+    assert number(hass, "partial_energy_import") == frozen
     clock.advance(STEP)
     await refresh(init_integration)
     # Stopped in Home Assistant: the frozen value follows the reset to 0 and stays there.
@@ -131,8 +135,8 @@ async def test_start_stop_need_the_meter(
     with pytest.raises(HomeAssistantError) as err:
         await press(hass, "partial_stop")
     meter.faults.clear()
-    assert err.value.translation_key == "communication_error"
-    assert init_integration.runtime_data.coordinator.partial.running
+    assert err.value.translation_key == "modbus_exception"  # the fresh reading failed
+    assert init_integration.runtime_data.coordinator.session.partial.running
 
 
 async def test_select_tariff(
@@ -197,8 +201,11 @@ async def test_disabling_commands_removes_entities(
 ) -> None:
     entry = init_integration
     assert entity_registry.async_get_entity_id("button", DOMAIN, f"countis_{SERIAL}_partial_reset")
-    hass.config_entries.async_update_entry(entry, options={**DEFAULT_OPTIONS, CONF_COMMANDS: False})
-    await hass.async_block_till_done()
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**DEFAULT_OPTIONS, CONF_COMMANDS: False}
+    )
+    await hass.async_block_till_done()  # the options flow reloads the entry
     assert (
         entity_registry.async_get_entity_id("button", DOMAIN, f"countis_{SERIAL}_partial_reset")
         is None

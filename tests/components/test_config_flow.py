@@ -18,12 +18,14 @@ from pymodbus.datastore import (
 from pymodbus.server import ModbusTcpServer
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from countis.client import MeterClient
 from countis.config import DEFAULT_ENERGY_INTERVAL, DEFAULT_REALTIME_INTERVAL
 from countis_bridge.emulator import EmulatedMeter, EmulatorServer
 from custom_components.countis.const import (
     CONF_COMMANDS,
     CONF_ENERGY_INTERVAL,
     CONF_REALTIME_INTERVAL,
+    CONF_TARIFF_MODE,
     CONF_UNIT,
     DOMAIN,
 )
@@ -66,6 +68,7 @@ async def test_user_flow_creates_entry(hass: HomeAssistant, port: int) -> None:
         CONF_REALTIME_INTERVAL: DEFAULT_REALTIME_INTERVAL,
         CONF_ENERGY_INTERVAL: DEFAULT_ENERGY_INTERVAL,
         CONF_COMMANDS: True,
+        CONF_TARIFF_MODE: "none",
     }
     assert result["result"].unique_id == SERIAL
     await hass.async_block_till_done()
@@ -159,7 +162,9 @@ async def test_reconfigure(
         assert entry.data == new
         assert entry.state.name == "LOADED"
         # Reloaded with the new address: no restart needed.
-        assert entry.runtime_data.client.port == moved.ports[0]
+        link = entry.runtime_data.coordinator.session.link
+        assert isinstance(link, MeterClient)
+        assert link.port == moved.ports[0]
         await hass.config_entries.async_unload(entry.entry_id)
 
 
@@ -186,7 +191,12 @@ async def test_options_take_effect(hass: HomeAssistant, init_integration: MockCo
     assert result["step_id"] == "init"
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
-        {CONF_REALTIME_INTERVAL: 5.0, CONF_ENERGY_INTERVAL: 30.0, CONF_COMMANDS: False},
+        {
+            CONF_REALTIME_INTERVAL: 5.0,
+            CONF_ENERGY_INTERVAL: 30.0,
+            CONF_COMMANDS: False,
+            CONF_TARIFF_MODE: "none",
+        },
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
@@ -194,6 +204,7 @@ async def test_options_take_effect(hass: HomeAssistant, init_integration: MockCo
         CONF_REALTIME_INTERVAL: 5.0,
         CONF_ENERGY_INTERVAL: 30.0,
         CONF_COMMANDS: False,
+        CONF_TARIFF_MODE: "none",
     }
     assert entry.state.name == "LOADED"
     new = entry.runtime_data.coordinator

@@ -7,21 +7,26 @@ from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import CONF_PORT, STATE_UNAVAILABLE
+from homeassistant.const import CONF_HOST, CONF_PORT, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_fire_time_changed,
 )
 
+from countis.client import MeterClient
 from countis.config import DEFAULT_ENERGY_INTERVAL, DEFAULT_REALTIME_INTERVAL
-from countis_bridge.emulator import EmulatedMeter, ManualClock
+from countis_bridge.emulator import EmulatedMeter, EmulatorServer, ManualClock
+from custom_components.countis.config_flow import DEFAULT_OPTIONS
 from custom_components.countis.const import (
+    CONF_UNIT,
+    DOMAIN,
     storage_key,
 )
 
 from .conftest import SERIAL
-from .helpers import number, state_of
+from .helpers import number, poll, state_of
 
 
 async def test_unload_and_reload(
@@ -29,7 +34,8 @@ async def test_unload_and_reload(
 ) -> None:
     entry = init_integration
     assert entry.state is ConfigEntryState.LOADED
-    client = entry.runtime_data.client
+    client = entry.runtime_data.coordinator.session.link
+    assert isinstance(client, MeterClient)
     assert client.connected
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
@@ -127,3 +133,44 @@ async def test_partial_state_saved_while_polling(
     saved = hass_storage[key]["data"]
     assert saved["running"] is True
     assert saved["last_raw"]["partial_energy_import"] == meter.values()["partial_energy_import"]
+
+
+async def test_another_meter_at_the_address_makes_the_entities_unavailable_and_raises_a_repair(
+    hass: HomeAssistant, issue_registry: ir.IssueRegistry, clock: ManualClock
+) -> None:
+    """DHCP gives our meter's address to another meter while Home Assistant runs."""
+    ours = EmulatedMeter(model="E28", serial=SERIAL, unit_id=5, profile="constant", clock=clock)
+    other = EmulatedMeter(model="E27", serial="21170A0100099", unit_id=5, profile="constant")
+    async with EmulatorServer([ours], host="127.0.0.1", port=0) as server:
+        port = server.ports[0]
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            title=f"COUNTIS E28 {SERIAL}",
+            unique_id=SERIAL,
+            data={CONF_HOST: "127.0.0.1", CONF_PORT: port, CONF_UNIT: 5},
+            options=dict(DEFAULT_OPTIONS),
+        )
+        entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        before = number(hass, "energy_import")
+    issue_id = f"wrong_meter_{entry.entry_id}"
+    async with EmulatorServer([other], host="127.0.0.1", port=port):
+        for _ in range(2):
+            await poll(hass)
+        assert state_of(hass, "sensor", "energy_import") == STATE_UNAVAILABLE
+        issue = issue_registry.async_get_issue(DOMAIN, issue_id)
+        assert issue is not None
+        assert issue.translation_placeholders is not None
+        assert issue.translation_placeholders["found"] == "21170A0100099"
+        assert issue.translation_placeholders["expected"] == SERIAL
+        session = entry.runtime_data.coordinator.session
+        assert session.guard.last("energy_import") == before  # nothing of the other meter
+        assert session.identity is not None
+        assert session.identity.serial_number == SERIAL
+    async with EmulatorServer([ours], host="127.0.0.1", port=port):
+        for _ in range(2):
+            await poll(hass)
+        assert number(hass, "energy_import") == ours.values()["energy_import"]
+        assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
+        await hass.config_entries.async_unload(entry.entry_id)

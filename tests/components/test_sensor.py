@@ -88,7 +88,8 @@ async def test_names_and_device(
     assert device.model_id == "E28"
     assert device.hw_version == "MID"
     assert device.serial_number == SERIAL
-    assert device.sw_version == init_integration.runtime_data.identity.firmware_version
+    identity = init_integration.runtime_data.coordinator.identity
+    assert device.sw_version == identity.firmware_version
     assert device.configuration_url == "http://127.0.0.1/"
     assert device.name == f"COUNTIS E28 {SERIAL}"
     # Translated names with placeholders.

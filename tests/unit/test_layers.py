@@ -81,7 +81,7 @@ CONFINED: dict[str, Callable[[str], bool]] = {
     "uvloop": lambda m: m.startswith(("countis_bridge.daemon", "countis_bridge.emulator")),
     "orjson": lambda m: m == "countis_bridge.mqtt",
 }
-INTEGRATION_ALLOWED = {"countis", "homeassistant", "voluptuous"}
+INTEGRATION_ALLOWED = {"countis", "homeassistant", "probatio", "voluptuous"}
 #: The module of an ``import x`` or ``from x import y`` statement (relative ones excluded).
 IMPORT_LINE = re.compile(
     r"^\s*(?:from\s+([A-Za-z_][\w.]*)\s+import|import\s+([A-Za-z_][\w.]*))", re.M

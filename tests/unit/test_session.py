@@ -233,3 +233,40 @@ async def test_the_meter_going_away_and_coming_back():
     assert session.failures == 0
     assert meter.reads[-1] == REALTIME_KEYS + ENERGY_KEYS  # everything, once back
     assert session.stats.failures == 5
+
+
+async def test_a_silent_reconnect_to_another_meter_is_caught_before_any_value():
+    """No failure in between: the connection dropped and came back to another device."""
+    session, meter, clock, _ = make(serial=SERIAL)
+    await session.poll()
+    meter.reconnect()
+    meter.identity = replace(IDENTITY, serial_number=OTHER_SERIAL)
+    meter.reads.clear()
+    clock.advance(1.0)
+    with pytest.raises(WrongMeterError):
+        await session.poll()
+    assert meter.reads == []
+
+
+async def test_a_reconnect_during_the_read_discards_it():
+    session, meter, clock, _ = make()
+    await session.poll()
+    read = meter.read
+
+    async def read_over_a_new_connection(keys=None):
+        meter.reconnect()
+        await meter.connect()
+        return await read(keys)
+
+    meter.read = read_over_a_new_connection  # type: ignore[method-assign]
+    before = dict(session.values)
+    meter.move(power=999.0)
+    clock.advance(1.0)
+    with pytest.raises(MeterConnectionError, match="reconnected during the read"):
+        await session.poll()
+    assert session.values == before
+    meter.read = read  # type: ignore[method-assign]
+    clock.now = session.next_poll_at()
+    await session.poll()  # identified on the new connection, then read
+    assert session.values["power"] == 999.0
+    assert meter.identifications == 2
