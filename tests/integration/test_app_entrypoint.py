@@ -1,4 +1,4 @@
-"""The add-on's real entrypoint, as the container runs it, against a stand-in Supervisor.
+"""The app's real entrypoint, as the container runs it, against a stand-in Supervisor.
 
 The entrypoint (the Dockerfile's CMD: ``python -m countis_bridge.app``) runs as a subprocess with
 an ``options.json`` (``emulate: true``: the add-on's own emulated meter is the meter), asks
@@ -355,5 +355,5 @@ def test_entrypoint_stops_with_one_line_when_the_supervisor_refuses(tmp_path: Pa
     last = entrypoint.log().strip().splitlines()[-1]
     assert (
         last
-        == "countis-bridge add-on: error: Supervisor refused the MQTT service request (HTTP 401)"
+        == "countis-bridge app: error: Supervisor refused the MQTT service request (HTTP 401)"
     )
