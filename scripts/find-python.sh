@@ -23,8 +23,8 @@
 # sudo only when not root). Runs non-interactively (CI=true, no stdin).
 #
 # Environment: FIND_PYTHON (a Python to prefer), FIND_PYTHON_SUITE (Debian suite; default
-#   sid for 3.14+, trixie for 3.13), DEBIAN_MIRROR (default: the first Debian URI in apt's
-#   sources, else http://deb.debian.org/debian), XDG_CACHE_HOME.
+#   sid for 3.14+, trixie for 3.13), DEBIAN_MIRROR (the Debian archive to use; default: the
+#   first Debian archive URI in apt's sources), XDG_CACHE_HOME.
 set -euo pipefail
 
 log() { printf '[find-python] %s\n' "$*" >&2; }
@@ -131,9 +131,10 @@ mirror() {
         /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
     } | grep -E '^https?://' | grep -v -- '-security' | grep -E '/debian/?$' | head -n1 || true
   )
-  echo "${uri:-http://deb.debian.org/debian}" | sed 's:/*$::'
+  [[ -n $uri ]] || return 1
+  echo "${uri%/}"
 }
-MIRROR=$(mirror)
+MIRROR=$(mirror) || die "no Debian archive in apt's sources: set DEBIAN_MIRROR to one"
 
 get() {  # get URL FILE
   if command -v curl >/dev/null; then
