@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build or refresh the venv of one Home Assistant test tier: the pinned HA test stack from
 # ha/<tier>/lock.txt on the Python that ha/<tier>/python-version names, plus this checkout
-# installed editable (--no-deps; lib/ too when lib/pyproject.toml exists). Idempotent. Runs
+# installed editable (--no-deps; not the lib/ library, see below). Idempotent. Runs
 # non-interactively (CI=true, no stdin).
 #
 #   scripts/setup-ha-venv.sh 2026.11           (re)build .venv-ha-2026.11 if it is missing,
@@ -174,15 +174,18 @@ else
   rm -f "$VENV/.project"
 fi
 
-# The project itself, editable, without dependencies (they are all in the lock): the library
-# (lib/) when the checkout has one, and the root package.
+# The daemon package (the emulated meter the component tests serve), editable, without
+# dependencies. Not the library: Home Assistant must find countis missing, as on a user's
+# machine, so that the install test sees it install the pinned wheel itself; the component
+# tests import it from lib/ (pytest.ini: pythonpath), mypy through MYPYPATH.
 projects=()
-[[ -f lib/pyproject.toml ]] && projects+=(lib)
 [[ -f pyproject.toml ]] && projects+=(.)
 if ((${#projects[@]})); then
   want=$(cat "${projects[@]/%//pyproject.toml}" | sha256sum | cut -d' ' -f1)
   if [[ $(cat "$VENV/.project" 2>/dev/null || true) != "$want" ]]; then
     log "installing the checkout (editable, --no-deps): ${projects[*]}"
+    # A venv of an older layout may hold the library: Home Assistant must not find it.
+    "$UV" pip uninstall -p "$VENV/bin/python" countis </dev/null >/dev/null 2>&1 || true
     editable=()
     for p in "${projects[@]}"; do editable+=(-e "$p"); done
     uv_install --no-deps "${editable[@]}"

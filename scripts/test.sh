@@ -42,7 +42,7 @@ for tier in "$HA_NEWEST" "$HA_MINIMUM"; do
     scripts/setup-ha-venv.sh "$tier"
 done
 echo "==> mypy --strict on the integration against homeassistant $(.venv-ha-$HA_NEWEST/bin/hass --version)"
-.venv/bin/mypy --strict --python-executable ".venv-ha-$HA_NEWEST/bin/python" \
+MYPYPATH=lib .venv/bin/mypy --strict --python-executable ".venv-ha-$HA_NEWEST/bin/python" \
     --python-version "$(.venv-ha-$HA_NEWEST/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
     custom_components/countis
 for tier in "$HA_NEWEST" "$HA_MINIMUM"; do
