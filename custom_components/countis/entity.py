@@ -49,9 +49,15 @@ class CountisEntity(CoordinatorEntity[CountisCoordinator]):
         self._attr_device_info = device_info(coordinator)
 
 
-def remove_entities(hass: HomeAssistant, entry: ConfigEntry, platform: Platform) -> None:
-    """Drop registry entries of a platform that is off now (commands disabled)."""
+def remove_entities(
+    hass: HomeAssistant, entry: ConfigEntry, platform: Platform, keys: set[str] | None = None
+) -> None:
+    """Drop registry entries of a platform that is off now (commands disabled, no plan).
+
+    ``keys``: only the entities of these keys.
+    """
     registry = er.async_get(hass)
+    wanted = None if keys is None else {unique_id(str(entry.unique_id), key) for key in keys}
     for entity in er.async_entries_for_config_entry(registry, entry.entry_id):
-        if entity.domain == platform:
+        if entity.domain == platform and (wanted is None or entity.unique_id in wanted):
             registry.async_remove(entity.entity_id)

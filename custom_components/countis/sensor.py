@@ -12,7 +12,7 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass,
 )
-from homeassistant.const import EntityCategory
+from homeassistant.const import EntityCategory, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
@@ -21,7 +21,7 @@ from countis.models import ValueType
 from countis.presentation import PLAN_SENSORS, SENSORS, SensorSpec
 
 from .coordinator import CountisConfigEntry
-from .entity import CountisEntity
+from .entity import CountisEntity, remove_entities
 
 # Coordinator-driven: entities never poll on their own.
 PARALLEL_UPDATES = 0
@@ -67,6 +67,8 @@ async def async_setup_entry(
     async_add_entities(CountisSensor(coordinator, description) for description in DESCRIPTIONS)
     if coordinator.session.tariff is not None:
         async_add_entities(CountisPlanSensor(coordinator, d) for d in PLAN_DESCRIPTIONS)
+    else:  # no plan (any more): its sensors go, rather than stay unavailable
+        remove_entities(hass, entry, Platform.SENSOR, {d.key for d in PLAN_DESCRIPTIONS})
 
 
 class CountisSensor(CountisEntity, SensorEntity):

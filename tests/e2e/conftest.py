@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from ha_harness import (
     HomeAssistant,
     Process,
     free_ports,
+    overlay_venv,
     port_open,
     seed_ha_config,
     start_mosquitto,
@@ -43,6 +43,9 @@ from ha_harness import (
 
 ROOT = Path(__file__).resolve().parents[2]
 SERIAL = "21170A0165001"  # the emulated meter's serial: unique ids are countis_<serial>_<key>
+# The meter the custom integration reads (its own emulator: the bridge keeps the first).
+NATIVE_SERIAL = "21170A0165002"
+NATIVE_TITLE = f"COUNTIS E28 {NATIVE_SERIAL}"
 METER_NAME = "Main"
 SPEED = 10.0  # emulator time acceleration: counters move, yet far below the guard's limit
 REALTIME_INTERVAL = 1.0
@@ -87,6 +90,8 @@ class Stack:
     control: EmulatorControl
     emulator: Process
     bridge: Process
+    native: EmulatorControl  # the integration's meter
+    overlay: Path  # the venv Home Assistant runs in (and installs requirements into)
     processes: list[Process] = field(default_factory=list)
 
     def unique_id(self, key: str) -> str:
@@ -108,15 +113,51 @@ class Stack:
         return str(self.registry()[self.unique_id(key)]["entity_id"])
 
 
-def emulator_process(python: str, workdir: Path, port: int, control_port: int) -> Process:
-    """The emulated meter (same port, serial and state file on every start)."""
+def emulator_process(
+    python: str, workdir: Path, port: int, control_port: int, serial: str = SERIAL
+) -> Process:
+    """An emulated meter (same port, serial and state file on every start)."""
     command = [
         python, "-m", "countis_bridge", "emulate", "--host", HOST, "--port", str(port),
-        "--control-port", str(control_port), "--serial", SERIAL, "--model", "E28",
+        "--control-port", str(control_port), "--serial", serial, "--model", "E28",
         "--profile", "constant", "--speed", str(SPEED), "--seed", "1",
-        "--state-file", str(workdir / "emulator-state.json"),
+        "--state-file", str(workdir / f"emulator-{serial}.json"),
     ]  # fmt: skip
-    return Process("emulator", command, workdir / "emulator.log")
+    name = "emulator" if serial == SERIAL else f"emulator {serial}"
+    return Process(name, command, workdir / f"{name.replace(' ', '-')}.log")
+
+
+def fresh_wheels(workdir: Path) -> Path:
+    """A folder with only the freshly built wheels (scripts/build-dists.sh builds them)."""
+    wheels = workdir / "wheels"
+    wheels.mkdir()
+    built = sorted((ROOT / "dist").glob("countis*-py3-none-any.whl"))
+    if not any(w.name.startswith("countis-") for w in built):
+        pytest.fail("no countis wheel in dist/: run scripts/build-dists.sh", pytrace=False)
+    for wheel in built:
+        shutil.copy2(wheel, wheels)
+    return wheels
+
+
+def native_entry(meter_port: int) -> dict[str, Any]:
+    """The custom integration's config entry for the second emulated meter."""
+    return {
+        "domain": "countis",
+        "title": NATIVE_TITLE,
+        "unique_id": NATIVE_SERIAL,
+        "data": {"host": HOST, "port": meter_port, "unit": 5},
+        "options": {"realtime_interval": 1.0, "energy_interval": 2.0, "commands": True,
+                    "tariff_mode": "none"},
+    }  # fmt: skip
+
+
+def hass_environment(wheels: Path) -> dict[str, str]:
+    """Home Assistant's environment: its requirement installs see the fresh wheels only.
+
+    No index at all: uv (which Home Assistant installs requirements with) finds the
+    integration's pinned library in ``wheels`` or nowhere.
+    """
+    return {**os.environ, "UV_NO_INDEX": "1", "UV_FIND_LINKS": str(wheels), "UV_OFFLINE": "1"}
 
 
 def bridge_process(python: str, workdir: Path, mqtt_port: int, meter_port: int) -> Process:
@@ -168,15 +209,33 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         broker, mqtt_port = start_mosquitto(mosquitto_binary(), workdir)
         processes.append(broker)
-        http_port, meter_port, control_port = free_ports(3)
-        token = seed_ha_config(workdir / "ha", http_port=http_port, mqtt_port=mqtt_port)
+        http_port, meter_port, control_port, native_port, native_control = free_ports(5)
+        token = seed_ha_config(
+            workdir / "ha",
+            http_port=http_port,
+            mqtt_port=mqtt_port,
+            entries=[native_entry(native_port)],
+        )
+        # The custom integration as a HACS user has it: in the configuration directory,
+        # with its requirement (countis==X.Y.Z) not installed. Home Assistant runs without
+        # --skip-pip and installs it itself, from the fresh wheels only.
+        shutil.copytree(
+            ROOT / "custom_components" / "countis",
+            workdir / "ha" / "custom_components" / "countis",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        overlay = workdir / "hass-venv"
+        hass_python = overlay_venv(overlay)
         hass = Process(
             "hass",
-            [sys.executable, "-m", "homeassistant", "-c", str(workdir / "ha"), "--skip-pip",
+            [str(hass_python), "-m", "homeassistant", "-c", str(workdir / "ha"),
              "--log-file", str(workdir / "ha" / "hass.log")],
             workdir / "hass.out",
+            hass_environment(fresh_wheels(workdir)),
         ).start()  # fmt: skip
         processes.append(hass)
+        native = emulator_process(python, workdir, native_port, native_control, NATIVE_SERIAL)
+        processes.append(native.start())
 
         # Meter and bridge start while Home Assistant boots: discovery and state are
         # retained, so Home Assistant's MQTT integration finds them when it subscribes.
@@ -205,6 +264,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             control=EmulatorControl(control_port),
             emulator=emulator,
             bridge=bridge,
+            native=EmulatorControl(native_control),
+            overlay=overlay,
             processes=processes,
         )
     finally:

@@ -187,8 +187,17 @@ def check_storage_versions(installed: Mapping[str, tuple[int, int]]) -> None:
         )
 
 
-def seed_ha_config(config: Path, *, http_port: int, mqtt_port: int) -> str:
-    """Write a configuration Home Assistant starts from without onboarding; returns a token."""
+def seed_ha_config(
+    config: Path,
+    *,
+    http_port: int,
+    mqtt_port: int,
+    entries: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """Write a configuration Home Assistant starts from without onboarding; returns a token.
+
+    ``entries``: more config entries (domain, data, options, unique_id, title) besides MQTT's.
+    """
     import jwt  # noqa: PLC0415 - from the HA venv (PyJWT comes with homeassistant)
 
     installed = installed_storage_versions()
@@ -206,6 +215,8 @@ def seed_ha_config(config: Path, *, http_port: int, mqtt_port: int) -> str:
         # line with the whole state message per entity and message) would flood the log.
         "logger:\n  default: warning\n  logs:\n    homeassistant.components.mqtt: debug\n"
         "    homeassistant.components.mqtt.models: info\n"
+        # Home Assistant installing an integration's requirement says so at info.
+        "    homeassistant.util.package: info\n"
         "recorder:\nenergy:\n"
     )
 
@@ -257,6 +268,14 @@ def seed_ha_config(config: Path, *, http_port: int, mqtt_port: int) -> str:
                  "options": {"discovery": True, "discovery_prefix": "homeassistant"},
                  "pref_disable_new_entities": False, "pref_disable_polling": False,
                  "source": "user", "subentries": [], "title": HOST, "unique_id": None},
+                *(
+                    {"created_at": now, "modified_at": now, "disabled_by": None,
+                     "discovery_keys": {}, "entry_id": uuid.uuid4().hex, "minor_version": 1,
+                     "version": 1, "pref_disable_new_entities": False,
+                     "pref_disable_polling": False, "source": "user", "subentries": [],
+                     **entry}
+                    for entry in entries
+                ),
             ]
         },
         *STORAGE_VERSIONS["core.config_entries"],
@@ -343,6 +362,34 @@ class HomeAssistant:
                 assert answer["success"], answer
                 results.append(answer["result"])
         return results
+
+
+def overlay_venv(path: Path, python: str = sys.executable) -> Path:
+    """A venv that sees the Home Assistant venv's packages (a .pth line), nothing of its own.
+
+    Home Assistant installs missing requirements into the venv it runs in: this one, so the
+    cached Home Assistant venv stays as its lock says. Only a plain path line: the .pth
+    files of the Home Assistant venv (editable installs) are not processed. Returns its
+    python.
+    """
+    subprocess.run([python, "-m", "venv", "--without-pip", str(path)], check=True)
+    probe = (
+        "import site, sysconfig; print(site.getsitepackages()[0], sysconfig.get_path('purelib'))"
+    )
+    found = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True)
+    ha_site = found.stdout.split()[0]
+    overlay = subprocess.run(
+        [
+            str(path / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('purelib'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(overlay) / "home-assistant-venv.pth").write_text(ha_site + "\n")
+    return path / "bin" / "python"
 
 
 # --- the emulator's control API -------------------------------------------------------------

@@ -77,7 +77,8 @@ def numeric_states(stack: Stack, entity_ids: dict[str, str]) -> dict[str, dict[s
 
 
 def test_home_assistant_set_up_every_integration(stack: Stack) -> None:
-    """No integration failed at start: with ``--skip-pip`` a missing requirement shows up as
+    """No integration failed at start: a requirement missing from the venv (no index to fetch it
+    from) shows up as
     "Setup failed for '<domain>'" (releases add default integrations; pre-install their
     requirements in ha/<tier>/requirements.txt)."""
     log = stack.workdir / "ha" / "hass.log"

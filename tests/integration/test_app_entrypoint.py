@@ -354,6 +354,5 @@ def test_entrypoint_stops_with_one_line_when_the_supervisor_refuses(tmp_path: Pa
             entrypoint.kill_group()
     last = entrypoint.log().strip().splitlines()[-1]
     assert (
-        last
-        == "countis-bridge app: error: Supervisor refused the MQTT service request (HTTP 401)"
+        last == "countis-bridge app: error: Supervisor refused the MQTT service request (HTTP 401)"
     )
