@@ -68,11 +68,6 @@ def config() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def build() -> dict[str, Any]:
-    return load("build.yaml")
-
-
-@pytest.fixture(scope="module")
 def translations() -> dict[str, Any]:
     return load("translations/en.yaml")
 
@@ -189,6 +184,7 @@ def test_version_is_the_package_version(config: dict[str, Any]) -> None:
 def test_values_are_allowed(config: dict[str, Any]) -> None:
     assert set(config["arch"]) == {"aarch64", "amd64"}
     assert set(config["arch"]) <= ARCHES
+    assert set(config["arch"]) == {"aarch64", "amd64"}  # what the Supervisor supports
     assert config["startup"] == "services"
     assert config["startup"] in STARTUP
     assert config["boot"] in BOOT
@@ -196,7 +192,8 @@ def test_values_are_allowed(config: dict[str, Any]) -> None:
     assert all(RE_SERVICE.match(s) for s in config["services"])
     assert re.match(r"^https?://\S+$", config["url"])
     assert RE_IMAGE.match(config["image"]), config["image"]
-    assert "{arch}" in config["image"]
+    # One multi-arch image (a manifest list), not one name per architecture.
+    assert "{arch}" not in config["image"]
     for key in BOOLEAN_KEYS & set(config):
         assert isinstance(config[key], bool), key
     if "watchdog" in config:
@@ -295,26 +292,6 @@ def test_the_app_defaults_are_the_bridge_defaults(config: dict[str, Any]) -> Non
     assert document["log_level"] == "INFO"
 
 
-# --- build.yaml -----------------------------------------------------------------------------
-
-
-def test_build_from_covers_every_arch(config: dict[str, Any], build: dict[str, Any]) -> None:
-    build_from = build["build_from"]
-    assert set(build_from) == set(config["arch"])
-    assert set(build_from) <= ARCHES
-    for arch, image in build_from.items():
-        assert RE_IMAGE.match(image), image
-        # The official Python base images, one per architecture, same tag for all.
-        assert image.startswith(f"ghcr.io/home-assistant/{arch}-base-python:3.13-alpine")
-    assert len({image.split(":")[1] for image in build_from.values()}) == 1
-
-
-def test_build_yaml_keys(build: dict[str, Any]) -> None:
-    assert set(build) <= {"build_from", "args", "labels", "squash", "codenotary"}
-    for key in ("args", "labels"):
-        assert all(isinstance(v, str) for v in build.get(key, {}).values())
-
-
 # --- translations/en.yaml -------------------------------------------------------------------
 
 
@@ -373,14 +350,38 @@ def exec_form(args: str) -> list[str]:
     return value
 
 
-def test_dockerfile_builds_the_package_from_the_repository(build: dict[str, Any]) -> None:
+# The official multi-arch Python images of home-assistant/docker-base: one tag for every
+# architecture (the per-arch "{arch}-base-python" names and build.yaml are the old way).
+BASE_IMAGE = re.compile(r"^ghcr\.io/home-assistant/base-python:3\.(\d+)-alpine3\.(\d+)$")
+
+
+def test_the_base_image_is_the_multi_arch_python_image() -> None:
+    assert not (ADDON / "build.yaml").exists(), "the Dockerfile's BUILD_FROM names the base"
     steps = dockerfile_instructions()
-    kinds = [kind for kind, _ in steps]
     kind, first_arg = steps[0]
     assert kind == "ARG"
-    assert first_arg.startswith("BUILD_FROM="), "the base image comes from build.yaml"
-    assert first_arg.removeprefix("BUILD_FROM=") in build["build_from"].values()
+    assert first_arg.startswith("BUILD_FROM=")
+    match = BASE_IMAGE.match(first_arg.removeprefix("BUILD_FROM="))
+    assert match, first_arg
+    assert int(match.group(1)) >= 13  # a Python the daemon supports, as Home Assistant's
+    assert int(match.group(2)) >= 22  # an Alpine release the images are still built on
     assert next(a for k, a in steps if k == "FROM") == "${BUILD_FROM}"
+
+
+def test_the_image_is_labelled_an_app() -> None:
+    labels = dict(
+        re.findall(
+            r'([\w.]+)="([^"]*)"', " ".join(a for k, a in dockerfile_instructions() if k == "LABEL")
+        )
+    )
+    assert labels["io.hass.type"] == "app"  # "addon" is the legacy value
+    assert labels["io.hass.name"] == "COUNTIS Bridge"
+    assert labels["io.hass.version"] == "${BUILD_VERSION}"
+
+
+def test_dockerfile_builds_the_package_from_the_repository() -> None:
+    steps = dockerfile_instructions()
+    kinds = [kind for kind, _ in steps]
 
     copies = [shlex.split(a) for k, a in steps if k == "COPY"]
     sources = {src for copy in copies for src in copy[:-1]}
@@ -394,7 +395,7 @@ def test_dockerfile_builds_the_package_from_the_repository(build: dict[str, Any]
     assert {"!pyproject.toml", "!README.md", "!lib/", "!countis_bridge/"} <= set(ignore)
 
 
-def test_dockerfile_starts_the_add_on_entrypoint() -> None:
+def test_dockerfile_starts_the_app_entrypoint() -> None:
     steps = dockerfile_instructions()
     assert not [a for k, a in steps if k == "ENTRYPOINT"], "the base image's /init stays PID 1"
     cmd = exec_form(next(a for k, a in steps if k == "CMD"))
