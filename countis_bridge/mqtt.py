@@ -52,8 +52,13 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 else:
 
     def dump_json(obj: object) -> bytes:
-        """Compact JSON bytes; numbers stay numbers (orjson when installed, else json)."""
-        return orjson.dumps(obj, default=_mapping_default)
+        """Compact JSON bytes; numbers stay numbers (orjson when installed, else json).
+
+        Copied to an exact-size object: orjson hands back its whole 64 KiB working buffer,
+        which a retained state (one per meter, another in flight until the broker's PUBACK)
+        would keep alive; at 1,000 meters that was some 60 MB of RSS.
+        """
+        return bytes(memoryview(orjson.dumps(obj, default=_mapping_default)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
