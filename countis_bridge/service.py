@@ -30,9 +30,12 @@ from countis.session import Clock
 
 from countis_bridge import topics
 from countis_bridge.commands import (
+    Command,
     CommandParseError,
+    CommandResponse,
     TariffCommand,
     error_response,
+    internal_error_response,
     parse_command,
     parse_error_response,
 )
@@ -219,6 +222,9 @@ class Bridge:
             connection.publish_nowait(topic, payload, retain=retain)
         except BrokerConnectionError:
             return False  # the broker task notices, logs once and republishes on reconnect
+        except ValueError as err:  # no MQTT message (a topic over 65535 bytes): not ours to fix
+            _LOG.warning("cannot publish to %.80r: %s", topic, err)
+            return False
         return True
 
     def identified(self, poller: MeterPoller, previous: MeterIdentity | None) -> None:
@@ -307,29 +313,38 @@ class Bridge:
         """Run ``job`` beside the message loop (commands must not block dispatching)."""
         task = asyncio.create_task(job)
         self._tasks.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._job_done)
+
+    def _job_done(self, task: asyncio.Task[None]) -> None:
+        """Forget a finished job; a job that failed anyway is logged, not left unretrieved."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (err := task.exception()) is not None:
+            _LOG.error("background job failed", exc_info=err)
 
     async def _command(self, slug: str, name: str, payload: bytes) -> None:
-        response_topic = topics.response(self._base, slug)
-        poller = next((p for p in self.pollers if p.slug == slug), None)
+        """Answer one command message: exactly one response, whatever happens."""
+        command: Command | None = None
         try:
             command = parse_command(name, payload)
+            response = await self._execute(slug, command)
         except CommandParseError as err:
-            _LOG.warning("meter %s: bad command on set/%s: %s", slug, name, err.reason)
-            self.publish(response_topic, parse_error_response(err).to_json(), retain=False)
-            return
+            _LOG.warning("meter %.80s: bad command on set/%.40s: %s", slug, name, err.reason)
+            response = parse_error_response(err)
+        except Exception:  # a bug must neither kill this task silently nor go unanswered
+            _LOG.exception("meter %.80s: %.40s command crashed", slug, name)
+            cid = command.correlation_id if command is not None else None
+            response = internal_error_response(name, cid)
+        self.publish(topics.response(self._base, slug), response.to_bytes(), retain=False)
+
+    async def _execute(self, slug: str, command: Command) -> CommandResponse:
+        """Run a parsed command on the meter of ``slug``."""
+        poller = next((p for p in self.pollers if p.slug == slug), None)
         if poller is None:
-            response = error_response(name, f"unknown meter {slug!r}", command.correlation_id)
-            self.publish(response_topic, response.to_json(), retain=False)
-            return
-        try:
-            response = await poller.execute(command)
-        except Exception as err:  # a bug must not take the bridge down: answer and log it
-            _LOG.exception("meter %s: %s command crashed", slug, name)
-            response = error_response(name, f"internal error: {err}", command.correlation_id)
+            return error_response(command.name, f"unknown meter {slug!r}", command.correlation_id)
+        response = await poller.execute(command)
         if response.status == "ok" and isinstance(command, TariffCommand):
             self._refresh_broadcast_siblings(poller)
-        self.publish(response_topic, response.to_json(), retain=False)
+        return response
 
     def _refresh_broadcast_siblings(self, poller: MeterPoller) -> None:
         """After a broadcast tariff write, meters behind the same address read it back now."""
