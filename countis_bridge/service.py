@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import tempfile
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -79,6 +81,22 @@ class BridgeConfig:
     clock: Clock | None = None  # the meters' time (the demo runs them faster)
 
 
+def prepare_data_dir(path: Path) -> None:
+    """Create ``path`` and write a file in it, or raise ConfigError saying why not.
+
+    Checked before anything connects: a file in the way, a read-only file system or a
+    path under /proc is a configuration problem, not a crash on the first write.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".countis-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except (OSError, ValueError) as err:  # ValueError: a NUL in the path
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise ConfigError(f"data_dir {str(path)!r} is not a writable directory: {reason}") from None
+
+
 def _keep_cancelling(tasks: Sequence[asyncio.Task[None]], every: float) -> None:
     """Bound the stop: every ``every`` seconds, cancel again the tasks still running.
 
@@ -136,12 +154,8 @@ class Bridge:
     # -- running -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until cancelled."""
-        try:
-            self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            msg = f"data_dir {self.config.data_dir}: {err.strerror or err}"
-            raise ConfigError(msg) from err
+        """Run until cancelled (ConfigError at once if ``data_dir`` is not usable)."""
+        prepare_data_dir(self.config.data_dir)
         try:
             async with asyncio.TaskGroup() as group:
                 broker = group.create_task(self._broker_loop(), name="mqtt broker")
