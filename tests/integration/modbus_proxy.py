@@ -67,6 +67,7 @@ class FaultProxy:
         self._random = random.Random(port_seed(target_port))
         self.injected: Counter[str] = Counter()
         self.connections = 0
+        self.attempts: list[float] = []  # loop time of each connection accepted
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -117,6 +118,7 @@ class FaultProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.attempts.append(asyncio.get_running_loop().time())
         if self.mode == "refuse":
             self.injected["refuse"] += 1
             reset(writer)

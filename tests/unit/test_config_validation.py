@@ -239,3 +239,17 @@ def test_the_meter_config_model_refuses_what_the_issue_found() -> None:
     for fields in bad:
         with pytest.raises(ConfigError):
             MeterConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_retry_max_comes_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "countis-bridge.yaml"
+    path.write_text(
+        "meters:\n  - {host: 10.0.0.1, retry_max: 4}\n"
+        "  - {host: 10.0.0.2, realtime_interval: 0.5}\n" + DATA
+    )
+    code, stderr, loaded = run_check(path)
+    assert (code, stderr) == (0, "")
+    assert loaded is not None
+    capped, default = loaded.meters
+    assert (capped.retry_max, capped.retry_cap) == (4.0, 4.0)
+    assert (default.retry_max, default.retry_cap) == (None, 0.75)  # 1.5 x realtime
