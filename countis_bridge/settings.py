@@ -180,7 +180,13 @@ class TlsSettings(BaseModel):
     @field_validator("ca_file", "cert_file", "key_file")
     @classmethod
     def _exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
+        if value is None:
+            return value
+        try:
+            found = value.is_file()
+        except OSError as err:  # is_file() raises for some errors: a name too long
+            raise ValueError(f"cannot use {_short(str(value))}: {err.strerror}") from None
+        if not found:
             raise ValueError(f"file not found: {_short(str(value))}")
         return value
 

@@ -184,6 +184,7 @@ ISSUE_CASES = {
     "data_dir under /proc": ("data_dir: /proc/countis\n", "is not a writable directory"),
     "data_dir under /dev/null": ("data_dir: /dev/null/x\n", "is not a writable directory"),
     "a newline in a quoted path": ('mqtt: {tls: {ca_file: "a\\nb"}}\n', "file not found: 'a\\nb'"),
+    "a file name too long": ("mqtt: {tls: {ca_file: " + "c" * 300 + "}}\n", "File name too long"),
     "a file over 1 MiB": ("# " + "x" * (1 << 20) + "\n", "larger than 1024 KiB"),
 }
 
