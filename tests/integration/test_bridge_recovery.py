@@ -58,7 +58,7 @@ async def test_retry_max_caps_the_backoff_and_a_meter_is_back_within_two_interva
             for slug in ("fast", "capped"):
                 topic = f"{BASE}/{slug}/availability"
                 await mqtt_recorder.wait_for(topic, lambda m: m.payload == b"offline", within=5)
-            await asyncio.sleep(5.0)  # long enough for the backoff to reach its cap
+            await asyncio.sleep(4.0)  # long enough for the backoff to reach its cap
             cleared, mark = time.time(), mqtt_recorder.mark()
             for proxy in (fast, capped):
                 proxy.set("pass")

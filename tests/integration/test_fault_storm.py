@@ -41,14 +41,14 @@ REALTIME = 0.25
 ENERGY = 0.5
 TIMEOUT = 0.3
 OFFLINE_AFTER = 2
-STORM_S = 20.0
+STORM_S = 16.0
 TOLERANCE = 0.7  # proxy hops and a loaded machine (other test runs share the 2 cores)
 RECOVERY_BOUND = 2 * REALTIME + TIMEOUT + TOLERANCE
 MIN_FAULTS = 500
 MIN_EPISODE_FAULTS = 150  # of those, spoiled by the episodes (not the background drizzle)
 #: Between episodes: shares of the answers duplicated, preceded by a stray answer with
 #: another transaction id, slowed by 50 ms (the bridge must keep publishing through them).
-DRIZZLE = (0.1, 0.1, 0.05)
+DRIZZLE = (0.12, 0.12, 0.06)
 #: Episode kinds and their (min, max) durations in seconds.
 EPISODES = {
     "refuse": (0.3, 1.2),
