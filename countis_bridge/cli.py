@@ -188,12 +188,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except CountisError as err:
-        for kind, code, hint in EXIT_CODES:
-            if isinstance(err, kind):
-                suffix = f" ({hint})" if hint else ""
-                print(f"countis-bridge {args.command}: error: {err}{suffix}", file=sys.stderr)
-                return code
-        raise  # pragma: no cover - CountisError is the last entry
+        return report(args.command, err)
+
+
+def report(command: str, err: CountisError) -> int:
+    """Print ``err`` as one line on stderr; its exit code (``EXIT_CODES``)."""
+    for kind, code, hint in EXIT_CODES:
+        if isinstance(err, kind):
+            suffix = f" ({hint})" if hint else ""
+            print(f"countis-bridge {command}: error: {one_line(str(err))}{suffix}", file=sys.stderr)
+            return code
+    raise err  # pragma: no cover - CountisError is the last entry
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks, other control characters and lone surrogates escaped.
+
+    A message may quote a configured value; it must stay one printable line.
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ Public API (stable):
 - ``TariffCommand(tariff: int, correlation_id)`` and ``PartialCommand(action:
   PartialAction, correlation_id)``: frozen dataclasses; ``Command`` is their union.
 - ``CommandResponse`` (frozen): ``command``, ``status`` (``"ok"|"error"``), ``reason``,
-  ``value``, ``correlation_id``; ``.as_dict()`` drops ``None`` fields, ``.to_json()``.
+  ``value``, ``correlation_id``; ``.as_dict()`` drops ``None`` fields, ``.to_json()``,
+  ``.to_bytes()`` (always valid UTF-8: what the service publishes).
 - ``ok_response(command, value=None)``, ``error_response(command, reason,
   correlation_id=None)``, ``parse_error_response(err)`` build responses for
   ``<base>/<meter>/response``.
@@ -46,6 +47,7 @@ COMMAND_NAMES: tuple[str, ...] = (TARIFF, PARTIAL)
 CorrelationId = str | int
 _JSON_KEYS = frozenset({"value", "correlation_id"})
 _MAX_PAYLOAD = 1024  # commands are tiny; refuse anything larger without parsing it
+_MAX_DEPTH = 8  # a command is one flat object; deeper JSON is refused before decoding it
 
 
 class CommandParseError(CountisError, ValueError):
@@ -110,8 +112,22 @@ class CommandResponse:
         return out
 
     def to_json(self) -> str:
-        """Compact JSON text of :meth:`as_dict`."""
-        return json.dumps(self.as_dict(), separators=(",", ":"), ensure_ascii=False)
+        """Compact JSON text of :meth:`as_dict` that always encodes to UTF-8.
+
+        Readable Unicode as is; a text holding a lone surrogate (a correlation id that
+        was a JSON escape of one) is written with ASCII escapes, so it is echoed exactly.
+        """
+        data = self.as_dict()
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+        return text
+
+    def to_bytes(self) -> bytes:
+        """:meth:`to_json` as UTF-8 bytes (the payload published)."""
+        return self.to_json().encode("utf-8")
 
 
 def _text(command: str, payload: bytes | str) -> str:
@@ -135,13 +151,37 @@ def _correlation_id(command: str, data: dict[str, Any]) -> CorrelationId | None:
     raise CommandParseError(command, "correlation_id must be a string or an integer")
 
 
+def _too_deep(text: str) -> bool:
+    """Whether JSON ``text`` nests arrays/objects deeper than ``_MAX_DEPTH`` (strings skipped)."""
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
 def _unwrap(command: str, text: str) -> tuple[Any, CorrelationId | None]:
     """The command's value and correlation id from plain text or JSON."""
     if not text.startswith(("{", '"')):
         return text, None
+    if _too_deep(text):
+        raise CommandParseError(command, f"JSON nested deeper than {_MAX_DEPTH} levels")
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         raise CommandParseError(command, "malformed JSON") from None
     if isinstance(data, str):
         return data, None
@@ -207,3 +247,10 @@ def error_response(
 def parse_error_response(err: CommandParseError) -> CommandResponse:
     """Error response for a payload that could not be parsed."""
     return error_response(err.command, err.reason, err.correlation_id)
+
+
+def internal_error_response(
+    command: str, correlation_id: CorrelationId | None = None
+) -> CommandResponse:
+    """The answer when handling a command failed in an unexpected way (a bug, logged)."""
+    return error_response(command, "internal error", correlation_id)

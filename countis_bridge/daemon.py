@@ -24,7 +24,7 @@ from countis.models import MeterIdentity
 
 from countis_bridge.discovery import DiscoveryMeter, DiscoveryOptions, discovery_messages
 from countis_bridge.mqtt import BrokerOptions, TlsOptions
-from countis_bridge.service import Bridge, BridgeConfig
+from countis_bridge.service import Bridge, BridgeConfig, prepare_data_dir
 from countis_bridge.settings import (
     Settings,
     load_settings,
@@ -137,9 +137,19 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
+def run_settings(args: argparse.Namespace) -> Settings:
+    """The settings of ``run``, checked completely (data_dir included) before any I/O.
+
+    ConfigError names the first problem; nothing has been logged or connected yet.
+    """
+    settings = _settings(args)
+    prepare_data_dir(settings.data_dir)
+    return settings
+
+
 def run_main(args: argparse.Namespace) -> int:
     """``countis-bridge run``: the MQTT bridge until SIGINT/SIGTERM."""
-    settings = _settings(args)
+    settings = run_settings(args)
     if not settings.meters:
         _LOG.warning("no meters configured: only the bridge's availability is published")
     bridge = Bridge(bridge_config(settings))

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import tempfile
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,9 +34,12 @@ from countis.tariff_plan import Signal
 
 from countis_bridge import topics
 from countis_bridge.commands import (
+    Command,
     CommandParseError,
+    CommandResponse,
     TariffCommand,
     error_response,
+    internal_error_response,
     parse_command,
     parse_error_response,
 )
@@ -76,6 +81,22 @@ class BridgeConfig:
     broker_backoff_first: float = 0.5
     broker_backoff_cap: float = 30.0
     clock: Clock | None = None  # the meters' time (the demo runs them faster)
+
+
+def prepare_data_dir(path: Path) -> None:
+    """Create ``path`` and write a file in it, or raise ConfigError saying why not.
+
+    Checked before anything connects: a file in the way, a read-only file system or a
+    path under /proc is a configuration problem, not a crash on the first write.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".countis-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except (OSError, ValueError) as err:  # ValueError: a NUL in the path
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise ConfigError(f"data_dir {str(path)!r} is not a writable directory: {reason}") from None
 
 
 def _keep_cancelling(tasks: Sequence[asyncio.Task[None]], every: float) -> None:
@@ -145,12 +166,8 @@ class Bridge:
     # -- running -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until cancelled."""
-        try:
-            self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            msg = f"data_dir {self.config.data_dir}: {err.strerror or err}"
-            raise ConfigError(msg) from err
+        """Run until cancelled (ConfigError at once if ``data_dir`` is not usable)."""
+        prepare_data_dir(self.config.data_dir)
         try:
             async with asyncio.TaskGroup() as group:
                 broker = group.create_task(self._broker_loop(), name="mqtt broker")
@@ -233,6 +250,9 @@ class Bridge:
             connection.publish_nowait(topic, payload, retain=retain)
         except BrokerConnectionError:
             return False  # the broker task notices, logs once and republishes on reconnect
+        except ValueError as err:  # no MQTT message (a topic over 65535 bytes): not ours to fix
+            _LOG.warning("cannot publish to %.80r: %s", topic, err)
+            return False
         return True
 
     def identified(self, poller: MeterPoller, previous: MeterIdentity | None) -> None:
@@ -328,29 +348,38 @@ class Bridge:
         """Run ``job`` beside the message loop (commands must not block dispatching)."""
         task = asyncio.create_task(job)
         self._tasks.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._job_done)
+
+    def _job_done(self, task: asyncio.Task[None]) -> None:
+        """Forget a finished job; a job that failed anyway is logged, not left unretrieved."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (err := task.exception()) is not None:
+            _LOG.error("background job failed", exc_info=err)
 
     async def _command(self, slug: str, name: str, payload: bytes) -> None:
-        response_topic = topics.response(self._base, slug)
-        poller = next((p for p in self.pollers if p.slug == slug), None)
+        """Answer one command message: exactly one response, whatever happens."""
+        command: Command | None = None
         try:
             command = parse_command(name, payload)
+            response = await self._execute(slug, command)
         except CommandParseError as err:
-            _LOG.warning("meter %s: bad command on set/%s: %s", slug, name, err.reason)
-            self.publish(response_topic, parse_error_response(err).to_json(), retain=False)
-            return
+            _LOG.warning("meter %.80s: bad command on set/%.40s: %s", slug, name, err.reason)
+            response = parse_error_response(err)
+        except Exception:  # a bug must neither kill this task silently nor go unanswered
+            _LOG.exception("meter %.80s: %.40s command crashed", slug, name)
+            cid = command.correlation_id if command is not None else None
+            response = internal_error_response(name, cid)
+        self.publish(topics.response(self._base, slug), response.to_bytes(), retain=False)
+
+    async def _execute(self, slug: str, command: Command) -> CommandResponse:
+        """Run a parsed command on the meter of ``slug``."""
+        poller = next((p for p in self.pollers if p.slug == slug), None)
         if poller is None:
-            response = error_response(name, f"unknown meter {slug!r}", command.correlation_id)
-            self.publish(response_topic, response.to_json(), retain=False)
-            return
-        try:
-            response = await poller.execute(command)
-        except Exception as err:  # a bug must not take the bridge down: answer and log it
-            _LOG.exception("meter %s: %s command crashed", slug, name)
-            response = error_response(name, f"internal error: {err}", command.correlation_id)
+            return error_response(command.name, f"unknown meter {slug!r}", command.correlation_id)
+        response = await poller.execute(command)
         if response.status == "ok" and isinstance(command, TariffCommand):
             self._refresh_broadcast_siblings(poller)
-        self.publish(response_topic, response.to_json(), retain=False)
+        return response
 
     def _refresh_broadcast_siblings(self, poller: MeterPoller) -> None:
         """After a broadcast tariff write, meters behind the same address read it back now."""

@@ -22,6 +22,14 @@ Public API (stable):
 - A meter's ``name`` also makes its topic slug (:func:`countis_bridge.topics.slugify`;
   ``None`` = topics use the serial): it must have letters or digits and not be ``bridge``.
 
+Validation is complete before anything starts: MQTT limits (keepalive <= 65535, every
+string and the longest topic the bridge will build <= 65535 bytes of valid UTF-8, without
+NUL or control characters), host names, finite numbers in range. The YAML file is screened
+before it is loaded: at most ``MAX_FILE_BYTES``, nesting at most ``MAX_DEPTH`` levels,
+integers of at most ``MAX_INT_DIGITS`` digits, at most ``MAX_NODES`` nodes with aliases
+expanded. Whether ``data_dir`` is usable is checked by the daemon before it connects
+(:func:`countis_bridge.service.prepare_data_dir`).
+
 Environment variables use the ``COUNTIS_`` prefix and ``__`` for nesting
 (``COUNTIS_MQTT__HOST``, ``COUNTIS_MQTT__TLS__ENABLED``); lists are JSON
 (``COUNTIS_METERS='[{"name": "Main", "host": "192.168.0.4"}]'``). Relative paths are
@@ -34,15 +42,17 @@ import argparse
 import contextlib
 import os
 import re
+import unicodedata
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
 import yaml
-from countis.config import DEFAULT_OFFLINE_AFTER, MAX_OFFLINE_AFTER, MeterConfig
+from countis.catalogue import VALUE_KEYS
+from countis.config import DEFAULT_OFFLINE_AFTER, MAX_OFFLINE_AFTER, MeterConfig, check_host
 from countis.errors import ConfigError
 from countis.tariff_plan_parse import parse_plan
 from pydantic import (
@@ -64,9 +74,21 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from countis_bridge import topics
+from countis_bridge.discovery import command_platforms
 from countis_bridge.topics import RESERVED_SLUGS, slugify
 
 ENV_PREFIX = "COUNTIS_"
+#: MQTT strings (topics, client id, user name, password) are at most this many bytes.
+MQTT_MAX_BYTES = 65_535
+MQTT_MAX_KEEPALIVE = 65_535  # a 16-bit field of CONNECT
+MAX_FILE_BYTES = 1 << 20  # a configuration file is a few KiB
+MAX_DEPTH = 50  # the real layout is 4 levels deep
+MAX_INT_DIGITS = 30  # no setting needs more; Python refuses int() of over 4,300 digits
+MAX_NODES = 100_000  # with aliases expanded ("billion laughs")
+#: The longest serial number a meter can report (its slug and discovery topics use it).
+_SERIAL_PLACEHOLDER = "X" * 32
+_INT_TAG = "tag:yaml.org,2002:int"
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 # The YAML file's data for the settings source below; a context variable because
@@ -81,15 +103,70 @@ def _text(value: Any) -> Any:
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
+def _short(value: str, limit: int = 60) -> str:
+    """``repr`` of a value for an error message, cut to about ``limit`` characters."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else f"{shown[: limit - 5]}...' ({len(value)} chars)"
+
+
+def _mqtt_text(value: str, *, binary: bool = False) -> str:
+    """An MQTT string: valid UTF-8 of at most 65535 bytes; no NUL or control characters.
+
+    Brokers drop a client that sends a control character or a non-character in a topic,
+    client id or user name (MQTT 3.1.1 section 1.5.3); a password is binary (length only).
+    """
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"{_short(value)} is not valid UTF-8 text (a lone surrogate)") from None
+    if size > MQTT_MAX_BYTES:
+        raise ValueError(f"{size} bytes long; MQTT allows at most {MQTT_MAX_BYTES}")
+    if not binary and (bad := next((c for c in value if _forbidden(c)), None)) is not None:
+        raise ValueError(f"{_short(value)} contains the character U+{ord(bad):04X}")
+    return value
+
+
+def _forbidden(char: str) -> bool:
+    """Control characters and Unicode non-characters (U+FDD0..U+FDEF, U+xxFFFE/F)."""
+    code = ord(char)
+    noncharacter = 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE
+    return noncharacter or unicodedata.category(char) == "Cc"
+
+
 def _check_topic(value: str) -> str:
     """MQTT topic prefixes: no wildcards, no empty levels, no leading/trailing slash."""
     if not value:
         raise ValueError("must not be empty")
-    if "+" in value or "#" in value or "\0" in value:
-        raise ValueError(f"{value!r} must not contain the MQTT wildcards + or #")
+    _mqtt_text(value)
+    if "+" in value or "#" in value:
+        raise ValueError(f"{_short(value)} must not contain the MQTT wildcards + or #")
     if value.startswith("/") or value.endswith("/") or "//" in value:
-        raise ValueError(f"{value!r} must not start or end with / or contain empty levels")
+        raise ValueError(f"{_short(value)} must not start or end with / or contain empty levels")
     return value
+
+
+def longest_topic(base: str, prefix: str, slugs: Iterable[str]) -> str:
+    """The longest topic the bridge builds for meters of these ``slugs`` (by UTF-8 bytes).
+
+    A meter without a name uses its serial's slug: the longest serial stands in for it.
+    """
+    serial = _SERIAL_PLACEHOLDER
+    key = max((*VALUE_KEYS, *command_platforms()), key=len)
+    platform = max(("sensor", *command_platforms().values()), key=len)
+    found = [
+        topics.bridge_availability(base),
+        topics.ha_status(prefix),
+        topics.device_discovery(prefix, serial),
+        topics.entity_discovery(prefix, platform, serial, key),
+    ]
+    for slug in slugs:
+        found += [
+            topics.meter_availability(base, slug),
+            topics.response(base, slug),
+            topics.command(base, slug, "partial"),
+            topics.value(base, slug, key),
+        ]
+    return max(found, key=lambda topic: len(topic.encode("utf-8")))
 
 
 class TlsSettings(BaseModel):
@@ -106,8 +183,14 @@ class TlsSettings(BaseModel):
     @field_validator("ca_file", "cert_file", "key_file")
     @classmethod
     def _exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"file not found: {value}")
+        if value is None:
+            return value
+        try:
+            found = value.is_file()
+        except OSError as err:  # is_file() raises for some errors: a name too long
+            raise ValueError(f"cannot use {_short(str(value))}: {err.strerror}") from None
+        if not found:
+            raise ValueError(f"file not found: {_short(str(value))}")
         return value
 
     @field_validator("key_file")
@@ -128,7 +211,7 @@ class MqttSettings(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     client_id: str | None = None
-    keepalive: int = Field(default=60, gt=0)
+    keepalive: int = Field(default=60, gt=0, le=MQTT_MAX_KEEPALIVE)
     qos: Literal[0, 1, 2] = 1
     tls: TlsSettings = TlsSettings()
     base_topic: str = "countis"
@@ -140,6 +223,29 @@ class MqttSettings(BaseModel):
     @classmethod
     def _as_text(cls, value: Any) -> Any:
         return _text(value)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        try:
+            return check_host(value)
+        except ConfigError as err:
+            raise ValueError(str(err).removeprefix("host: ")) from None
+
+    @field_validator("username", "client_id")
+    @classmethod
+    def _mqtt_string(cls, value: str | None) -> str | None:
+        return None if value is None else _mqtt_text(value)
+
+    @field_validator("password")
+    @classmethod
+    def _mqtt_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                _mqtt_text(value.get_secret_value(), binary=True)
+            except ValueError:
+                raise ValueError("must be valid UTF-8 of at most 65535 bytes") from None
+        return value
 
     @field_validator("base_topic", "discovery_prefix")
     @classmethod
@@ -308,6 +414,35 @@ class Settings(BaseSettings):
         _check_broadcast_plans(meters)
         return meters
 
+    @field_validator("data_dir")
+    @classmethod
+    def _path(cls, value: Path) -> Path:
+        """A path the operating system can take (whether it is usable: at start-up)."""
+        text = str(value)
+        if "\0" in text:
+            raise ValueError(f"{_short(text)} contains a NUL character")
+        try:
+            os.fsencode(text)
+        except UnicodeEncodeError:
+            raise ValueError(f"{_short(text)} cannot be a file name here") from None
+        return value
+
+    @model_validator(mode="after")
+    def _topic_lengths(self) -> Settings:
+        """Every topic the bridge will build fits MQTT's 65535 bytes."""
+        mqtt = self.mqtt
+        slugs = [slugify(m.name) for m in self.meters if m.name is not None]
+        topic = longest_topic(mqtt.base_topic, mqtt.discovery_prefix, [*slugs, "x" * 32])
+        size = len(topic.encode("utf-8"))
+        if size > MQTT_MAX_BYTES:
+            field = "base_topic" if topic.startswith(mqtt.base_topic) else "discovery_prefix"
+            msg = (
+                f"mqtt.{field}: topics such as {_short(topic, 40)} would be {size} bytes long;"
+                f" MQTT allows at most {MQTT_MAX_BYTES}"
+            )
+            raise ValueError(msg)
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -346,9 +481,10 @@ def _describe(error: ErrorDetails) -> str:
     else:
         value = error.get("input")
         secret = "password" in where
-        shown = isinstance(value, str) and value in problem  # e.g. "file not found: <path>"
+        # Already quoted by the message (e.g. "file not found: <path>")?
+        shown = isinstance(value, str) and (value in problem or _short(value) in problem)
         if isinstance(value, int | float | str) and not secret and not shown:
-            problem += f" (got {value!r})"
+            problem += f" (got {_short(value) if isinstance(value, str) else repr(value)})"
     if problem.startswith(("meters[", "mqtt.")) and where == "meters":
         return problem  # the validator already named the exact field
     return f"{where}: {problem}" if where else problem
@@ -356,6 +492,8 @@ def _describe(error: ErrorDetails) -> str:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"configuration file not found: {path}") from None
@@ -363,18 +501,75 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
         raise ConfigError(f"cannot read configuration file {path}: {reason}") from err
     try:
+        _screen(text, path)
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "not valid YAML"
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from err
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:
+        # PyYAML's constructors: a date such as 2024-13-45, a value it cannot convert.
+        raise ConfigError(f"{path}: a value YAML cannot convert ({_short(str(err))})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise ConfigError(f"{path}: the top level must be a mapping of settings, not a {kind}")
     return data
+
+
+def _screen(text: str, path: Path) -> None:
+    """Refuse documents too deep, too large with aliases expanded, or with huge integers.
+
+    Runs on the parser's events (an iterative state machine), before PyYAML's recursive
+    composer or int() see the document: 500 nested levels would raise RecursionError
+    there, a 5000-digit integer ValueError, and a few nested aliases expand to billions
+    of nodes for the settings' validation.
+    """
+    resolver = yaml.resolver.Resolver()
+    anchors: dict[str, int] = {}
+    stack: list[list[Any]] = [[None, 0]]  # per open collection: its anchor, its node count
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        problem = None
+        if isinstance(event, yaml.CollectionStartEvent):
+            stack.append([event.anchor, 0])
+            if len(stack) - 1 > MAX_DEPTH:
+                problem = f"nested deeper than {MAX_DEPTH} levels"
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, count = stack.pop()
+            problem = _count(stack, anchors, anchor, count + 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            problem = _check_scalar(resolver, event) or _count(stack, anchors, event.anchor, 1)
+        elif isinstance(event, yaml.AliasEvent):
+            problem = _count(stack, anchors, None, anchors.get(event.anchor or "", 1))
+        if problem is not None:
+            raise ConfigError(f"{path}: {problem}")
+
+
+def _count(
+    stack: list[list[Any]], anchors: dict[str, int], anchor: str | None, n: int
+) -> str | None:
+    """Add a node of ``n`` expanded nodes to its parent, remember its anchor; a problem."""
+    if anchor is not None:
+        anchors[anchor] = n
+    stack[-1][1] += n
+    return None if stack[-1][1] <= MAX_NODES else f"more than {MAX_NODES} values with aliases"
+
+
+def _check_scalar(resolver: yaml.resolver.Resolver, event: yaml.ScalarEvent) -> str | None:
+    """An integer of more than ``MAX_INT_DIGITS`` digits (plain, or tagged ``!!int``)."""
+    value = event.value
+    if sum(c.isdigit() for c in value) <= MAX_INT_DIGITS:
+        return None
+    tag = event.tag if event.tag not in (None, "!") else None
+    if tag is None and event.implicit[0]:
+        tag = resolver.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+    if tag == _INT_TAG:
+        return f"an integer of more than {MAX_INT_DIGITS} digits ({_short(value, 30)})"
+    return None
 
 
 def load_settings(path: Path | None, cli_overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -397,6 +592,9 @@ def settings_from_mapping(
         field = re.search(r'field "(\w+)"', str(err))
         name = f"{ENV_PREFIX}{field.group(1).upper()}" if field else f"{ENV_PREFIX}*"
         raise ConfigError(f"invalid environment variable {name}: not valid JSON") from err
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:
+        # Not a field error: e.g. JSON nested too deep in a COUNTIS_* variable.
+        raise ConfigError(f"invalid settings: {_short(str(err))}") from None
     finally:
         _FILE_DATA.reset(token)
 

@@ -15,9 +15,11 @@ and press the front-panel buttons. Endpoints (``i`` = meter index from 0):
     POST /meters/i/partial       {"action": "start" | "stop" | "reset"}
     POST /meters/i/tariff        {"tariff": 1 | 2}
 
-Answers are JSON objects; errors are ``{"error": "..."}`` with status 400, 404 or 405,
-and 503 while the meters are not served yet (the API listens first, so the port its
-caller picked cannot be taken by one of a fleet's meter ports in the meantime).
+Answers are JSON objects; errors are ``{"error": "..."}`` with status 400 (a request or
+body that cannot be read: not HTTP, not JSON, nested too deep, wrong types), 404, 405,
+500 (a bug, logged) and 503 while the meters are not served yet (the API listens first,
+so the port its caller picked cannot be taken by one of a fleet's meter ports in the
+meantime). Every request is answered before the connection closes.
 Standard library only (asyncio streams), one request per connection.
 """
 
@@ -41,9 +43,11 @@ _REASONS = {
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
 _MAX_BODY = 64 * 1024
+_LINGER_S = 1.0  # how long the rest of a request is read after answering it
 
 
 class _HttpError(Exception):
@@ -165,9 +169,8 @@ class ControlServer:
             if method != "GET":
                 raise _HttpError(405, "use GET")
             return [self.describe(i) for i in range(len(self.meters))]
-        if not parts[1].isdigit() or int(parts[1]) >= len(self.meters):
-            raise _HttpError(404, f"no meter {parts[1]} (have {len(self.meters)})")
-        index, meter = int(parts[1]), self.meters[int(parts[1])]
+        index = _meter_index(parts[1], len(self.meters))
+        meter = self.meters[index]
         action = parts[2] if len(parts) == 3 else ""
         if method == "GET":
             readers = {"": lambda: self.describe(index), "values": meter.values}
@@ -196,6 +199,9 @@ class ControlServer:
             status, answer = err.status, {"error": str(err)}
         except (ValueError, TimeoutError, asyncio.IncompleteReadError, ConnectionError) as err:
             status, answer = 400, {"error": f"bad request: {err}"}
+        except Exception:  # a bug must still get an answer, not a closed connection
+            _LOG.exception("control API: request failed")
+            status, answer = 500, {"error": "internal error"}
         payload = json.dumps(answer).encode()
         head = (
             f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/json\r\n"
@@ -204,9 +210,29 @@ class ControlServer:
         with contextlib.suppress(ConnectionError):
             writer.write(head.encode() + payload)
             await writer.drain()
+            # Closing with unread input would send a reset, which can destroy the answer
+            # before the client reads it (an over-long or unread request): end our side,
+            # then read what is left, briefly.
+            writer.write_eof()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_discard(reader), _LINGER_S)
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
+
+
+async def _discard(reader: asyncio.StreamReader) -> None:
+    """Read and drop input until the client closes (at most ``_MAX_BODY`` x 16 bytes)."""
+    for _ in range(16):
+        if not await reader.read(_MAX_BODY):
+            return
+
+
+def _meter_index(text: str, count: int) -> int:
+    """The meter index of a path part (ASCII digits only: ``int`` takes others too)."""
+    if text.isascii() and text.isdigit() and len(text) <= 6 and int(text) < count:
+        return int(text)
+    raise _HttpError(404, f"no meter {text[:20]!r} (have {count})")
 
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
@@ -228,6 +254,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
         data = json.loads(body or b"{}")
     except json.JSONDecodeError as err:
         raise _HttpError(400, f"body is not JSON: {err.msg}") from err
+    except (ValueError, RecursionError) as err:  # not UTF-8; nested too deep to decode
+        raise _HttpError(400, f"body is not usable JSON: {type(err).__name__}") from err
     if not isinstance(data, dict):
         raise _HttpError(400, "body must be a JSON object")
     return data
@@ -237,7 +265,7 @@ def _partial(meter: EmulatedMeter, data: dict[str, Any]) -> dict[str, Any]:
     actions = {"start": meter.partial_start, "stop": meter.partial_stop}
     actions["reset"] = meter.partial_reset
     action = data.get("action")
-    if action not in actions:
+    if not isinstance(action, str) or action not in actions:
         raise _HttpError(400, 'body must be {"action": "start" | "stop" | "reset"}')
     actions[action]()
     return {"partial_running": meter.partial_running}

@@ -190,6 +190,18 @@ class MqttRecorder:
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         info.wait_for_publish(timeout=5)
 
+    async def publish_all(self, messages: list[tuple[str, bytes | str]]) -> None:
+        """Publish (QoS 1) in a burst, then wait until the broker acknowledged them all.
+
+        Waiting for each acknowledgement in turn costs tens of ms per message (Nagle's
+        algorithm meets delayed ACKs) and blocks the event loop meanwhile.
+        """
+        infos = [self._client.publish(topic, payload, qos=1) for topic, payload in messages]
+        deadline = time.monotonic() + 30
+        while not all(info.is_published() for info in infos):
+            assert time.monotonic() < deadline, "the broker did not acknowledge the burst"
+            await asyncio.sleep(0.02)
+
     def snapshot(self, topic: str | None = None) -> list[Received]:
         """Messages so far, optionally only of one topic."""
         with self._lock:
