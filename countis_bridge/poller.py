@@ -89,6 +89,7 @@ class MeterPoller:
             store=store,
             energy_offset=energy_offset,
             tariff_line=tariff_line,
+            keep_raw=False,  # no diagnostics here: a fleet saves the memory
         )
         self.slug: str | None = topics.slugify(config.name) if config.name else None
         self.last_state: bytes | None = None

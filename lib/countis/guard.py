@@ -147,6 +147,14 @@ def resolution(spec: ValueSpec) -> float:
     return max(step, ENERGY_STEP)
 
 
+#: Resolution and whether the key is a time counter, per guarded key: computed once, as
+#: the guard judges some hundred values per energy poll of every meter.
+_STEP: dict[str, tuple[float, bool]] = {
+    key: (resolution(VALUE_BY_KEY[key]), VALUE_BY_KEY[key].kind is Kind.TIME_COUNTER)
+    for key in GUARDED_KEYS
+}
+
+
 @dataclass(slots=True, kw_only=True)
 class _Point:
     value: float
@@ -204,13 +212,11 @@ class CounterGuard:
 
     def allowance(self, key: str, dt: float) -> float:
         """Largest plausible change of ``key`` in ``dt`` seconds."""
-        spec = VALUE_BY_KEY[key]
-        if spec.kind is Kind.TIME_COUNTER:
-            kilo_per_second = 1 / 3600  # hours in a tariff: one per hour
-        else:
-            kilo_per_second = self._limits.max_power_w / 3.6e6
-        span = max(dt, 0.0) + self._limits.slack_s
-        return kilo_per_second * self._limits.margin * span + resolution(spec)
+        step, hours = _STEP[key]
+        # Hours in a tariff move one per hour; energies at most the meter's maximum power.
+        kilo_per_second = 1 / 3600 if hours else self._limits.max_power_w / 3.6e6
+        span = (dt if dt > 0.0 else 0.0) + self._limits.slack_s
+        return kilo_per_second * self._limits.margin * span + step
 
     def _plausible(self, key: str, old: float, new: float, dt: float) -> bool:
         """Within the allowed change; downward moves only for balances."""
@@ -220,9 +226,15 @@ class CounterGuard:
         return 0.0 <= change <= self.allowance(key, dt)
 
     def _accept(self, key: str, value: float, timestamp: float) -> None:
-        self._last[key] = _Point(value=value, timestamp=timestamp)
-        self._candidates.pop(key, None)
-        self._reset_noted.discard(key)
+        point = self._last.get(key)
+        if point is None:
+            self._last[key] = _Point(value=value, timestamp=timestamp)
+        else:  # the hot path: no new object per key and poll
+            point.value, point.timestamp = value, timestamp
+        if self._candidates:
+            self._candidates.pop(key, None)
+        if self._reset_noted:
+            self._reset_noted.discard(key)
 
     def _candidate(self, key: str, value: float, timestamp: float) -> int:
         """Record ``value`` as (part of) a new baseline; returns how many readings agree."""

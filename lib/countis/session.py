@@ -125,9 +125,11 @@ class PollResult:
     withheld: frozenset[str] = frozenset()  # left out of a corrupt reading
 
     def __post_init__(self) -> None:
-        """Freeze the mappings."""
-        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
-        object.__setattr__(self, "rejected", MappingProxyType(dict(self.rejected)))
+        """Freeze the mappings (a frozen one, a reading's values, is kept as it is)."""
+        for name in ("values", "rejected"):
+            mapping = getattr(self, name)
+            if not isinstance(mapping, MappingProxyType):
+                object.__setattr__(self, name, MappingProxyType(dict(mapping)))
 
 
 class MeterSession:
@@ -144,9 +146,11 @@ class MeterSession:
         energy_offset: float = 0.0,
         guard_limits: GuardLimits | None = None,
         tariff_line: TariffLine | None = None,
+        keep_raw: bool = True,
     ) -> None:
         """A session that has not talked to the meter yet.
 
+        ``keep_raw``: remember the raw readings (:attr:`raw`, for diagnostics).
         ``start`` is the first poll's time on the schedule's clock (None: whenever the
         session is first asked, see :meth:`anchor`); ``energy_offset`` puts
         this meter's energy reads on a later realtime tick (see
@@ -164,7 +168,8 @@ class MeterSession:
         self.failures = 0  # in a row
         self.last_error: MeterError | None = None
         self.values: dict[str, ValueType] = {}
-        self.raw: dict[str, ValueType] = {}
+        self.raw: dict[str, ValueType] = {}  # the last raw value of every key (diagnostics)
+        self._keep_raw = keep_raw  # a fleet saves the memory: the daemon has no diagnostics
         self.timestamp: float | None = None  # of the newest reading behind ``values``
         self.partial = PartialMeter()
         self._limits = guard_limits
@@ -288,7 +293,8 @@ class MeterSession:
     def _keep(
         self, raw: Mapping[str, ValueType], accepted: Mapping[str, ValueType], stamp: float
     ) -> None:
-        self.raw.update(raw)
+        if self._keep_raw:
+            self.raw.update(raw)
         self.values.update(accepted)
         self.timestamp = stamp
 
