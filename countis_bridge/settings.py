@@ -25,10 +25,8 @@ Public API (stable):
 Validation is complete before anything starts: MQTT limits (keepalive <= 65535, every
 string and the longest topic the bridge will build <= 65535 bytes of valid UTF-8, without
 NUL or control characters), host names, finite numbers in range. The YAML file is screened
-before it is loaded: at most ``MAX_FILE_BYTES``, nesting at most ``MAX_DEPTH`` levels,
-integers of at most ``MAX_INT_DIGITS`` digits, at most ``MAX_NODES`` nodes with aliases
-expanded. Whether ``data_dir`` is usable is checked by the daemon before it connects
-(:func:`countis_bridge.service.prepare_data_dir`).
+before it is loaded (:mod:`countis_bridge.config_file`). Whether ``data_dir`` is usable is
+checked by the daemon before it connects (:func:`countis_bridge.service.prepare_data_dir`).
 
 Environment variables use the ``COUNTIS_`` prefix and ``__`` for nesting
 (``COUNTIS_MQTT__HOST``, ``COUNTIS_MQTT__TLS__ENABLED``); lists are JSON
@@ -50,7 +48,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-import yaml
 from countis.catalogue import VALUE_KEYS
 from countis.config import DEFAULT_OFFLINE_AFTER, MAX_OFFLINE_AFTER, MeterConfig, check_host
 from countis.errors import ConfigError
@@ -75,6 +72,7 @@ from pydantic_settings import (
 )
 
 from countis_bridge import topics
+from countis_bridge.config_file import read_config_file, shorten
 from countis_bridge.discovery import command_platforms
 from countis_bridge.topics import RESERVED_SLUGS, slugify
 
@@ -82,13 +80,8 @@ ENV_PREFIX = "COUNTIS_"
 #: MQTT strings (topics, client id, user name, password) are at most this many bytes.
 MQTT_MAX_BYTES = 65_535
 MQTT_MAX_KEEPALIVE = 65_535  # a 16-bit field of CONNECT
-MAX_FILE_BYTES = 1 << 20  # a configuration file is a few KiB
-MAX_DEPTH = 50  # the real layout is 4 levels deep
-MAX_INT_DIGITS = 30  # no setting needs more; Python refuses int() of over 4,300 digits
-MAX_NODES = 100_000  # with aliases expanded ("billion laughs")
 #: The longest serial number a meter can report (its slug and discovery topics use it).
 _SERIAL_PLACEHOLDER = "X" * 32
-_INT_TAG = "tag:yaml.org,2002:int"
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 # The YAML file's data for the settings source below; a context variable because
@@ -103,12 +96,6 @@ def _text(value: Any) -> Any:
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
-def _short(value: str, limit: int = 60) -> str:
-    """``repr`` of a value for an error message, cut to about ``limit`` characters."""
-    shown = repr(value)
-    return shown if len(shown) <= limit else f"{shown[: limit - 5]}...' ({len(value)} chars)"
-
-
 def _mqtt_text(value: str, *, binary: bool = False) -> str:
     """An MQTT string: valid UTF-8 of at most 65535 bytes; no NUL or control characters.
 
@@ -118,11 +105,11 @@ def _mqtt_text(value: str, *, binary: bool = False) -> str:
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
-        raise ValueError(f"{_short(value)} is not valid UTF-8 text (a lone surrogate)") from None
+        raise ValueError(f"{shorten(value)} is not valid UTF-8 text (a lone surrogate)") from None
     if size > MQTT_MAX_BYTES:
         raise ValueError(f"{size} bytes long; MQTT allows at most {MQTT_MAX_BYTES}")
     if not binary and (bad := next((c for c in value if _forbidden(c)), None)) is not None:
-        raise ValueError(f"{_short(value)} contains the character U+{ord(bad):04X}")
+        raise ValueError(f"{shorten(value)} contains the character U+{ord(bad):04X}")
     return value
 
 
@@ -139,9 +126,9 @@ def _check_topic(value: str) -> str:
         raise ValueError("must not be empty")
     _mqtt_text(value)
     if "+" in value or "#" in value:
-        raise ValueError(f"{_short(value)} must not contain the MQTT wildcards + or #")
+        raise ValueError(f"{shorten(value)} must not contain the MQTT wildcards + or #")
     if value.startswith("/") or value.endswith("/") or "//" in value:
-        raise ValueError(f"{_short(value)} must not start or end with / or contain empty levels")
+        raise ValueError(f"{shorten(value)} must not start or end with / or contain empty levels")
     return value
 
 
@@ -188,9 +175,9 @@ class TlsSettings(BaseModel):
         try:
             found = value.is_file()
         except OSError as err:  # is_file() raises for some errors: a name too long
-            raise ValueError(f"cannot use {_short(str(value))}: {err.strerror}") from None
+            raise ValueError(f"cannot use {shorten(str(value))}: {err.strerror}") from None
         if not found:
-            raise ValueError(f"file not found: {_short(str(value))}")
+            raise ValueError(f"file not found: {shorten(str(value))}")
         return value
 
     @field_validator("key_file")
@@ -420,11 +407,11 @@ class Settings(BaseSettings):
         """A path the operating system can take (whether it is usable: at start-up)."""
         text = str(value)
         if "\0" in text:
-            raise ValueError(f"{_short(text)} contains a NUL character")
+            raise ValueError(f"{shorten(text)} contains a NUL character")
         try:
             os.fsencode(text)
         except UnicodeEncodeError:
-            raise ValueError(f"{_short(text)} cannot be a file name here") from None
+            raise ValueError(f"{shorten(text)} cannot be a file name here") from None
         return value
 
     @model_validator(mode="after")
@@ -437,7 +424,7 @@ class Settings(BaseSettings):
         if size > MQTT_MAX_BYTES:
             field = "base_topic" if topic.startswith(mqtt.base_topic) else "discovery_prefix"
             msg = (
-                f"mqtt.{field}: topics such as {_short(topic, 40)} would be {size} bytes long;"
+                f"mqtt.{field}: topics such as {shorten(topic, 40)} would be {size} bytes long;"
                 f" MQTT allows at most {MQTT_MAX_BYTES}"
             )
             raise ValueError(msg)
@@ -482,99 +469,17 @@ def _describe(error: ErrorDetails) -> str:
         value = error.get("input")
         secret = "password" in where
         # Already quoted by the message (e.g. "file not found: <path>")?
-        shown = isinstance(value, str) and (value in problem or _short(value) in problem)
+        shown = isinstance(value, str) and (value in problem or shorten(value) in problem)
         if isinstance(value, int | float | str) and not secret and not shown:
-            problem += f" (got {_short(value) if isinstance(value, str) else repr(value)})"
+            problem += f" (got {shorten(value) if isinstance(value, str) else repr(value)})"
     if problem.startswith(("meters[", "mqtt.")) and where == "meters":
         return problem  # the validator already named the exact field
     return f"{where}: {problem}" if where else problem
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
-        raise ConfigError(f"cannot read configuration file {path}: {reason}") from err
-    try:
-        _screen(text, path)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "not valid YAML"
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from err
-    except ConfigError:
-        raise
-    except (ValueError, TypeError, OverflowError, RecursionError) as err:
-        # PyYAML's constructors: a date such as 2024-13-45, a value it cannot convert.
-        raise ConfigError(f"{path}: a value YAML cannot convert ({_short(str(err))})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        kind = type(data).__name__
-        raise ConfigError(f"{path}: the top level must be a mapping of settings, not a {kind}")
-    return data
-
-
-def _screen(text: str, path: Path) -> None:
-    """Refuse documents too deep, too large with aliases expanded, or with huge integers.
-
-    Runs on the parser's events (an iterative state machine), before PyYAML's recursive
-    composer or int() see the document: 500 nested levels would raise RecursionError
-    there, a 5000-digit integer ValueError, and a few nested aliases expand to billions
-    of nodes for the settings' validation.
-    """
-    resolver = yaml.resolver.Resolver()
-    anchors: dict[str, int] = {}
-    stack: list[list[Any]] = [[None, 0]]  # per open collection: its anchor, its node count
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        problem = None
-        if isinstance(event, yaml.CollectionStartEvent):
-            stack.append([event.anchor, 0])
-            if len(stack) - 1 > MAX_DEPTH:
-                problem = f"nested deeper than {MAX_DEPTH} levels"
-        elif isinstance(event, yaml.CollectionEndEvent):
-            anchor, count = stack.pop()
-            problem = _count(stack, anchors, anchor, count + 1)
-        elif isinstance(event, yaml.ScalarEvent):
-            problem = _check_scalar(resolver, event) or _count(stack, anchors, event.anchor, 1)
-        elif isinstance(event, yaml.AliasEvent):
-            problem = _count(stack, anchors, None, anchors.get(event.anchor or "", 1))
-        if problem is not None:
-            raise ConfigError(f"{path}: {problem}")
-
-
-def _count(
-    stack: list[list[Any]], anchors: dict[str, int], anchor: str | None, n: int
-) -> str | None:
-    """Add a node of ``n`` expanded nodes to its parent, remember its anchor; a problem."""
-    if anchor is not None:
-        anchors[anchor] = n
-    stack[-1][1] += n
-    return None if stack[-1][1] <= MAX_NODES else f"more than {MAX_NODES} values with aliases"
-
-
-def _check_scalar(resolver: yaml.resolver.Resolver, event: yaml.ScalarEvent) -> str | None:
-    """An integer of more than ``MAX_INT_DIGITS`` digits (plain, or tagged ``!!int``)."""
-    value = event.value
-    if sum(c.isdigit() for c in value) <= MAX_INT_DIGITS:
-        return None
-    tag = event.tag if event.tag not in (None, "!") else None
-    if tag is None and event.implicit[0]:
-        tag = resolver.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
-    if tag == _INT_TAG:
-        return f"an integer of more than {MAX_INT_DIGITS} digits ({_short(value, 30)})"
-    return None
-
-
 def load_settings(path: Path | None, cli_overrides: Mapping[str, Any] | None = None) -> Settings:
     """Settings from the YAML file ``path`` (optional), the environment and CLI overrides."""
-    return settings_from_mapping(_read_yaml(path) if path is not None else {}, cli_overrides)
+    return settings_from_mapping(read_config_file(path) if path is not None else {}, cli_overrides)
 
 
 def settings_from_mapping(
@@ -594,7 +499,7 @@ def settings_from_mapping(
         raise ConfigError(f"invalid environment variable {name}: not valid JSON") from err
     except (ValueError, TypeError, OverflowError, RecursionError) as err:
         # Not a field error: e.g. JSON nested too deep in a COUNTIS_* variable.
-        raise ConfigError(f"invalid settings: {_short(str(err))}") from None
+        raise ConfigError(f"invalid settings: {shorten(str(err))}") from None
     finally:
         _FILE_DATA.reset(token)
 

@@ -27,15 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ha_harness import (
+from ha_harness import EmulatorControl, HomeAssistant, overlay_venv, seed_ha_config
+
+from tests.processes import (
     HOST,
-    EmulatorControl,
-    HomeAssistant,
     Process,
     free_ports,
-    overlay_venv,
     port_open,
-    seed_ha_config,
     start_mosquitto,
     tail,
     wait_until,

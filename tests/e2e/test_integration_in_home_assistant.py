@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from conftest import NATIVE_SERIAL, NATIVE_TITLE, Stack
 from countis.config import DEFAULT_ENERGY_INTERVAL
-from ha_harness import wait_until
+
+from tests.processes import wait_until
 
 DOMAIN = "countis"
 OPTIONS_FLOW = "/api/config/config_entries/options/flow"

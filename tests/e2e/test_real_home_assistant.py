@@ -15,9 +15,9 @@ from conftest import ENERGY_INTERVAL, SPEED, Stack
 from countis.catalogue import VALUE_BY_KEY, Enumerated, WithResidual
 from countis.presentation import BUTTONS, SENSORS, TARIFF_SELECT, SensorSpec
 from countis.registers import BY_NAME
-from ha_harness import wait_until
 
 from tests.ha_energy import grid_sources, unified_grid
+from tests.processes import wait_until
 
 ENERGY_UNITS = {"kWh", "kvarh", "kVAh"}
 # From the emulator's value to Home Assistant's state: one energy poll, the MQTT hops and

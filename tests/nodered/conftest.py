@@ -32,17 +32,19 @@ from typing import Any
 import pytest
 
 from tests.nodered.harness import (
-    HOST,
     Comms,
     EmulatorControl,
     MqttObserver,
     NodeRed,
-    Process,
-    free_ports,
     load_flow,
     merge_flows,
-    port_open,
     readme_flow,
+)
+from tests.processes import (
+    HOST,
+    Process,
+    free_ports,
+    port_open,
     start_mosquitto,
     tail,
     wait_until,

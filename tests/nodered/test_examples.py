@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.nodered.conftest import CANARY_ID, NOTES, TIMINGS, Stack, example_flows
-from tests.nodered.harness import wait_until
+from tests.processes import wait_until
 
 LIVE_KEYS = (
     "power",
