@@ -1,12 +1,12 @@
-"""A lean Modbus TCP connection, framed by hand on an asyncio protocol: FC3, FC6 and FC16.
+"""A lean Modbus TCP connection, framed by hand on an asyncio protocol: FC3 and FC6.
 
 Why not pymodbus: at 1,000 meters its client cost about three times a hand-written
 exchange per request (framer and PDU objects, debug strings built with logging off, its
 own timeout nested in ours), and most of the bridge's CPU went there. A COUNTIS needs
-three functions, each one small frame each way: read holding registers (FC3), write a
-single register (FC6) and write registers (FC16). Unit id 0 is the broadcast address: a
-write to it goes to every meter behind a gateway and nobody answers, so it is sent and
-not awaited.
+two functions, each one small frame each way: read holding registers (FC3) and write a
+single register (FC6: its command registers are one word each). Unit id 0 is the
+broadcast address: a write to it goes to every meter behind a gateway and nobody
+answers, so it is sent and not awaited.
 
 One request is in flight at a time (the caller serialises them under its lock), each with
 its own transaction id and a deadline. Failures are :mod:`countis.errors`: an exception
@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import Sequence
 from typing import Self, cast
 
 from countis.errors import (
@@ -36,10 +35,8 @@ from countis.errors import (
 
 READ_HOLDING_REGISTERS = 3
 WRITE_SINGLE_REGISTER = 6
-WRITE_MULTIPLE_REGISTERS = 16
 BROADCAST_UNIT = 0
 MAX_READ_WORDS = 125  # the largest FC3 answer that fits a PDU (250 data bytes)
-MAX_WRITE_WORDS = 123  # the largest FC16 request that fits a PDU
 EXCEPTION_NAMES = {
     1: "illegal function",
     2: "illegal data address",
@@ -52,7 +49,6 @@ EXCEPTION_NAMES = {
 # MBAP header (transaction id, protocol 0, length 6, unit) + an FC3 or FC6 PDU (function,
 # address, count or value): one pack per request.
 _REQUEST = struct.Struct(">HHHBBHH")
-_MBAP = struct.Struct(">HHHB")  # a request header of any length
 _HEADER = struct.Struct(">HHHB")  # an answer's MBAP header: tid, protocol, length, unit
 _HEADER_SIZE = _HEADER.size
 _MAX_LENGTH = 254  # MBAP length field: unit id + the largest PDU (253 bytes)
@@ -147,35 +143,17 @@ class ModbusTcpConnection(asyncio.Protocol):
         if pdu != frame[_HEADER_SIZE:]:  # the answer echoes the request
             raise self._bad_answer(pdu, f"FC6 0x{address:04X}")
 
-    async def write_registers(self, unit: int, address: int, values: Sequence[int]) -> None:
-        """FC16: write consecutive registers; unit 0 broadcasts (sent, never answered)."""
-        count = len(values)
-        if not 1 <= count <= MAX_WRITE_WORDS or not all(0 <= v <= 0xFFFF for v in values):
-            msg = f"an FC16 write takes 1 to {MAX_WRITE_WORDS} values of 0 to 65535"
-            raise ValueError(msg)
-        tid = self._next_tid(unit)
-        pdu = struct.pack(f">BHHB{count}H", WRITE_MULTIPLE_REGISTERS, address, count, 2 * count,
-                          *values)  # fmt: skip
-        frame = _MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu
-        if unit == BROADCAST_UNIT:
-            self._send(frame)
-            return
-        answer = await self._exchange(frame, address)
-        if answer != pdu[:5]:  # function, address and count echoed
-            raise self._bad_answer(answer, f"FC16 0x{address:04X} x {count}")
-
     def _next_tid(self, unit: int) -> int:
         self._tid = tid = (self._tid + 1) & 0xFFFF
         self._unit = unit
         return tid
 
-    def _send(self, frame: bytes) -> asyncio.Transport:
+    def _send(self, frame: bytes) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
             msg = f"{self.where}: connection lost"
             raise MeterConnectionError(msg)
         transport.write(frame)
-        return transport
 
     async def _exchange(self, frame: bytes, address: int) -> bytes:
         """Send a request and wait for its answer PDU (an exception response raises)."""
