@@ -20,7 +20,7 @@ from typing import Self
 
 from countis import codec
 from countis.catalogue import VALUE_KEYS
-from countis.config import DEFAULT_PORT, DEFAULT_TIMEOUT, DEFAULT_UNIT
+from countis.config import DEFAULT_PORT, DEFAULT_TIMEOUT, DEFAULT_UNIT, host_port
 from countis.errors import CommandError, ModbusExceptionError, NotACountisError
 from countis.modbus_tcp import BROADCAST_UNIT, ModbusTcpConnection
 from countis.models import MeterIdentity, MeterReading
@@ -165,7 +165,7 @@ class MeterClient:
         self.port = port
         self.unit = unit
         self.timeout = timeout
-        self._where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._where = host_port(host, port)
         self._lock = asyncio.Lock()
         self._conn: ModbusTcpConnection | None = None
         self._connect = connect or _open

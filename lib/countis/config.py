@@ -58,6 +58,11 @@ def check_host(host: object) -> str:
     return host
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as log lines and errors name an address (IPv6 in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _number(field: str, value: float, low: float, high: float) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     if not ok or not math.isfinite(value) or not low <= value <= high:
@@ -120,4 +125,4 @@ class MeterConfig:
     @property
     def where(self) -> str:
         """``host:port`` (IPv6 in brackets)."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
