@@ -94,18 +94,12 @@ class TariffMaster:
         self._expire(now)
         if self._manual_until is not None:
             return self._manual_until
-        if isinstance(self.plan, Schedule):
-            after = next_change(self.plan, _utc(now))
-            return after.timestamp() if after is not None else None
-        return None
+        return self._plan_change(now)
 
     def manual(self, tariff: int, now: float) -> None:
         """A user switched the tariff: keep it until the plan's next switch."""
         self._manual = tariff
-        self._manual_until = None
-        if isinstance(self.plan, Schedule):
-            after = next_change(self.plan, _utc(now))
-            self._manual_until = after.timestamp() if after is not None else None
+        self._manual_until = self._plan_change(now)
 
     def signal(self, payload: str | bytes, *, now: float, retained: bool = False) -> bool:
         """A signal message; True when it changes the planned tariff.
@@ -125,6 +119,13 @@ class TariffMaster:
     def record(self, at: float, tariff: int, reason: str) -> None:
         """Remember a switch (diagnostics)."""
         self.history.append(Switch(at=at, tariff=tariff, reason=reason))
+
+    def _plan_change(self, now: float) -> float | None:
+        """When the schedule's tariff changes next (None: never, or a signal plan)."""
+        if not isinstance(self.plan, Schedule):
+            return None
+        after = next_change(self.plan, _utc(now))
+        return after.timestamp() if after is not None else None
 
     def _expire(self, now: float) -> None:
         if self._manual_until is not None and now >= self._manual_until:

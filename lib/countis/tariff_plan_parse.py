@@ -319,11 +319,7 @@ def describe_plan(plan: TariffPlan) -> str:
         pairs = ", ".join(f"{key} -> {tariff_name(t)}" for key, t in plan.mapping.items())
         return f"signal {plan.topic}: {pairs}"
     default = tariff_name(plan.default)
-    rules = ", ".join(
-        f"{_days_text(rule.days)} {format_time(rule.start)}-{format_time(rule.end, end=True)} "
-        f"{tariff_name(rule.tariff)}"
-        for rule in plan.rules
-    )
+    rules = ", ".join(_rule_text(rule) for rule in plan.rules)
     text = f"schedule {plan.time_zone}: " + (f"{rules}, else {default}" if rules else default)
     if plan.holidays:
         count = len(plan.holidays)
@@ -361,8 +357,10 @@ def rules_from_text(text: str, *, where: str = "tariff_plan.rules") -> list[dict
 
 def rules_to_text(rules: Iterable[Rule]) -> str:
     """Rules as :func:`rules_from_text` reads them, one per line."""
-    return "\n".join(
-        f"{_days_text(rule.days)} {format_time(rule.start)}-{format_time(rule.end, end=True)}"
-        f" {tariff_name(rule.tariff)}"
-        for rule in rules
-    )
+    return "\n".join(_rule_text(rule) for rule in rules)
+
+
+def _rule_text(rule: Rule) -> str:
+    """``mon-fri 22:00-06:00 T2`` (days as a comma-separated list of runs)."""
+    start, end = format_time(rule.start), format_time(rule.end, end=True)
+    return f"{_days_text(rule.days)} {start}-{end} {tariff_name(rule.tariff)}"
