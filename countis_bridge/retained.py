@@ -44,7 +44,12 @@ def meter_key(meter: MeterConfig) -> str:
 def slug_topics(base: str, slug: str, *, per_value: bool = True) -> list[str]:
     """The retained topics under one meter slug: state, availability, per-value topics."""
     out = [topics.state(base, slug), topics.meter_availability(base, slug)]
-    return out + [topics.value(base, slug, key) for key in VALUE_KEYS] if per_value else out
+    return out + value_topics(base, slug) if per_value else out
+
+
+def value_topics(base: str, slug: str) -> list[str]:
+    """The per-value topics under one meter slug."""
+    return [topics.value(base, slug, key) for key in VALUE_KEYS]
 
 
 def discovery_topics(prefix: str, serial: str, keys: Iterable[str] | None = None) -> list[str]:
@@ -103,7 +108,7 @@ def stale_topics(old: Published, new: Published | None) -> list[str]:
     if old.slug != new.slug or old.base_topic != new.base_topic:
         out += published_slug(old)
     elif old.per_value and not new.per_value:
-        out += [topics.value(old.base_topic, old.slug, key) for key in VALUE_KEYS]
+        out += value_topics(old.base_topic, old.slug)
     return out
 
 
