@@ -143,7 +143,7 @@ class Bridge:
                 phase=i / count,
                 energy_offset=energy_offset(i, meter.realtime_interval, meter.energy_interval),
                 clock=config.clock,
-                tariff_line=lines.setdefault((meter.host.casefold(), meter.port), TariffLine())
+                tariff_line=lines.setdefault(meter.address, TariffLine())
                 if meter.tariff_broadcast and meter.tariff_plan is not None
                 else None,
             )
@@ -404,7 +404,7 @@ class Bridge:
         """After a broadcast tariff write, meters behind the same address read it back now."""
         if not poller.config.tariff_broadcast:
             return
-        where = (poller.config.host, poller.config.port)
+        where = poller.config.address
         for other in self.pollers:
-            if other is not poller and (other.config.host, other.config.port) == where:
+            if other is not poller and other.config.address == where:
                 other.wake()

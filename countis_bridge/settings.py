@@ -249,7 +249,7 @@ def _check_broadcast_plans(meters: tuple[MeterConfig, ...]) -> None:
     for i, meter in enumerate(meters):
         if not meter.tariff_broadcast:
             continue
-        j = first.setdefault((meter.host.casefold(), meter.port), i)
+        j = first.setdefault(meter.address, i)
         if meters[j].tariff_plan != meter.tariff_plan:
             msg = (
                 f"meters[{i}].tariff_plan: meters[{j}] broadcasts tariffs to the same address"
@@ -380,7 +380,7 @@ class Settings(BaseSettings):
     def _unique(cls, meters: tuple[MeterConfig, ...]) -> tuple[MeterConfig, ...]:
         names: dict[str, int] = {}
         slugs: dict[str, int] = {}
-        targets: dict[tuple[str, int, int], int] = {}
+        targets: dict[tuple[tuple[str, int], int], int] = {}
         for i, meter in enumerate(meters):
             if meter.name is not None:
                 _check_name(i, meter.name)
@@ -394,7 +394,7 @@ class Settings(BaseSettings):
                         f" as meters[{first}]"
                     )
                     raise ValueError(msg)
-            target = (meter.host.casefold(), meter.port, meter.unit)
+            target = (meter.address, meter.unit)
             if (first := targets.setdefault(target, i)) != i:
                 msg = f"meters[{i}]: same host, port and unit as meters[{first}]"
                 raise ValueError(msg)

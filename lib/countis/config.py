@@ -123,6 +123,14 @@ class MeterConfig:
         return self.name or f"{self.where} unit {self.unit}"
 
     @property
+    def address(self) -> tuple[str, int]:
+        """The TCP endpoint, as meters are compared (host names are case-insensitive).
+
+        Meters of one address sit behind one gateway: a tariff broadcast reaches them all.
+        """
+        return self.host.casefold(), self.port
+
+    @property
     def where(self) -> str:
         """``host:port`` (IPv6 in brackets)."""
         return host_port(self.host, self.port)
