@@ -146,7 +146,7 @@ def longest_topic(base: str, prefix: str, slugs: Iterable[str]) -> str:
         topics.device_discovery(prefix, serial),
         topics.entity_discovery(prefix, platform, serial, key),
     ]
-    for slug in slugs:
+    for slug in (*slugs, slugify(serial)):
         found += [
             topics.meter_availability(base, slug),
             topics.response(base, slug),
@@ -419,7 +419,7 @@ class Settings(BaseSettings):
         """Every topic the bridge will build fits MQTT's 65535 bytes."""
         mqtt = self.mqtt
         slugs = [slugify(m.name) for m in self.meters if m.name is not None]
-        topic = longest_topic(mqtt.base_topic, mqtt.discovery_prefix, [*slugs, "x" * 32])
+        topic = longest_topic(mqtt.base_topic, mqtt.discovery_prefix, slugs)
         size = len(topic.encode("utf-8"))
         if size > MQTT_MAX_BYTES:
             field = "base_topic" if topic.startswith(mqtt.base_topic) else "discovery_prefix"
