@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from countis.errors import ConfigError, CountisError
 
+from countis_bridge import topics
 from countis_bridge.ports import free_port
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from paho.mqtt.properties import Properties
     from paho.mqtt.reasoncodes import ReasonCode
 
-    from countis_bridge.settings import Settings
+    from countis_bridge.mqtt import BrokerOptions
 
 _LOGGER = logging.getLogger("countis_bridge.app")
 
@@ -397,39 +398,41 @@ def run(env: Mapping[str, str]) -> NoReturn:
 
 def health(env: Mapping[str, str], *, timeout: float = 10.0) -> int:
     """0 when the broker holds ``online`` for the bridge, else 1 (Docker HEALTHCHECK)."""
-    from countis_bridge.settings import load_settings  # noqa: PLC0415 - needs the daemon extra
+    # The daemon extra: the bridge's own settings and broker options.
+    from countis_bridge.daemon import broker_options  # noqa: PLC0415
+    from countis_bridge.settings import load_settings  # noqa: PLC0415
 
     settings_file = Path(env.get(RUN_DIR_ENV, DEFAULT_RUN_DIR)) / SETTINGS_FILE
     settings = load_settings(settings_file)
-    topic = f"{settings.mqtt.base_topic}/bridge/availability"
-    state = read_retained(settings, topic, timeout=timeout)
+    topic = topics.bridge_availability(settings.mqtt.base_topic)
+    state = read_retained(broker_options(settings), topic, timeout=timeout)
     if state == b"online":
         return 0
     print(f"unhealthy: {topic} is {state!r}", file=sys.stderr)
     return 1
 
 
-def read_retained(settings: Settings, topic: str, *, timeout: float) -> bytes | None:
+def read_retained(broker: BrokerOptions, topic: str, *, timeout: float) -> bytes | None:
     """The retained payload of ``topic`` (``None`` if none arrives within ``timeout``).
 
     A plain paho subscriber: the bridge's MqttConnection would announce itself on a topic,
-    which a probe must not do.
+    which a probe must not do. It logs in as the bridge does (credentials, TLS context).
     """
     import threading  # noqa: PLC0415
 
     import paho.mqtt.client as paho  # noqa: PLC0415
     from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
 
+    from countis_bridge.mqtt import tls_context  # noqa: PLC0415
+
     got: list[bytes] = []
     done = threading.Event()
     client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-    mqtt = settings.mqtt
-    if mqtt.username:
-        password = mqtt.password.get_secret_value() if mqtt.password else None
-        client.username_pw_set(mqtt.username, password)
-    if mqtt.tls.enabled:
-        client.tls_set(ca_certs=str(mqtt.tls.ca_file) if mqtt.tls.ca_file else None)
-        client.tls_insecure_set(mqtt.tls.insecure)
+    if broker.username:
+        client.username_pw_set(broker.username, broker.password)
+    if broker.tls is not None:
+        client.tls_set_context(tls_context(broker.tls))
+        client.tls_insecure_set(broker.tls.insecure)
 
     def on_connect(
         c: paho.Client, _u: object, _f: object, rc: ReasonCode, _p: Properties | None
@@ -447,9 +450,9 @@ def read_retained(settings: Settings, topic: str, *, timeout: float) -> bytes | 
     client.on_connect = on_connect
     client.on_message = on_message
     try:
-        client.connect(mqtt.host, mqtt.port, keepalive=30)
+        client.connect(broker.host, broker.port, keepalive=30)
     except OSError as err:
-        print(f"unhealthy: MQTT broker {mqtt.host}:{mqtt.port}: {err}", file=sys.stderr)
+        print(f"unhealthy: MQTT broker {broker.host}:{broker.port}: {err}", file=sys.stderr)
         return None
     client.loop_start()
     try:

@@ -98,7 +98,7 @@ class Incoming:
     retain: bool
 
 
-def _tls_context(tls: TlsOptions) -> ssl.SSLContext:
+def tls_context(tls: TlsOptions) -> ssl.SSLContext:
     """An SSL context for the broker (reads certificate files: call once per connect)."""
     try:
         context = ssl.create_default_context(cafile=tls.ca_file)
@@ -136,7 +136,7 @@ class MqttConnection:
 
     def _make_client(self) -> aiomqtt.Client:
         opts = self.options
-        tls = _tls_context(opts.tls) if opts.tls is not None else None
+        tls = tls_context(opts.tls) if opts.tls is not None else None
         client = aiomqtt.Client(
             opts.host,
             opts.port,

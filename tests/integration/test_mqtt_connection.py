@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from countis_bridge.app import read_retained
 from countis_bridge.mqtt import BrokerConnectionError, BrokerOptions, MqttConnection, TlsOptions
 
 AVAILABILITY = "countis/bridge/availability"
@@ -106,6 +107,9 @@ async def test_tls_with_a_private_ca(tls_files, mosquitto, bridge_harness, make_
     async with MqttConnection(options, availability_topic=AVAILABILITY) as connection:
         assert connection.tcp_nodelay
         await recorder.wait_for(AVAILABILITY, lambda m: m.payload == b"online")
+        # The app's health check logs in as the bridge does: over TLS, with the same CA.
+        seen = await asyncio.to_thread(read_retained, options, AVAILABILITY, timeout=5)
+        assert seen == b"online"
     # Without the CA the broker's certificate is refused.
     untrusted = BrokerOptions(host="127.0.0.1", port=tls_port, tls=TlsOptions(), timeout=3)
     with pytest.raises(BrokerConnectionError):
