@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from countis.errors import ConfigError, CountisError
 
 from countis_bridge import topics
-from countis_bridge.ports import free_port
+from countis_bridge.ports import free_port, port_open
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
@@ -347,11 +346,9 @@ def start_emulator(
     process = subprocess.Popen(command, preexec_fn=_die_with_parent)  # noqa: S603, PLW1509
     deadline = time.monotonic() + wait
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                _LOGGER.info("emulated meter listening on 127.0.0.1:%d", port)
-                return process
+        if port_open(port, timeout=0.5):
+            _LOGGER.info("emulated meter listening on 127.0.0.1:%d", port)
+            return process
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise CountisError(f"the emulated meter did not start on port {port}")
