@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from countis.config import DEFAULT_PORT, DEFAULT_TIMEOUT, DEFAULT_UNIT
 from countis.errors import (
     ConfigError,
     CountisError,
@@ -29,7 +30,11 @@ EXIT_CODES: tuple[tuple[type[CountisError], int, str], ...] = (
     (ConfigError, 2, "check the configuration file and options"),
     (MissingDependencyError, 2, ""),  # the message names the package and the pip command
     (NotACountisError, 3, "is this a Socomec COUNTIS E27/E28, and is the unit id right?"),
-    (MeterTimeoutError, 1, "check the unit id (default 5) and that the meter is powered"),
+    (
+        MeterTimeoutError,
+        1,
+        f"check the unit id (default {DEFAULT_UNIT}) and that the meter is powered",
+    ),
     (MeterConnectionError, 1, "check the address and port, and that Modbus TCP is reachable"),
     (CountisError, 1, ""),
 )
@@ -37,10 +42,14 @@ EXIT_CODES: tuple[tuple[type[CountisError], int, str], ...] = (
 
 def _add_read(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("read", help="identify and read a meter once")
-    p.add_argument("target", metavar="HOST[:PORT]", help="meter address (port default 502)")
-    p.add_argument("--unit", type=int, default=5, help="Modbus unit id (default 5)")
+    p.add_argument(
+        "target", metavar="HOST[:PORT]", help=f"meter address (port default {DEFAULT_PORT})"
+    )
+    p.add_argument(
+        "--unit", type=int, default=DEFAULT_UNIT, help=f"Modbus unit id (default {DEFAULT_UNIT})"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--timeout", type=float, default=3.0, help="seconds per request")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per request")
 
 
 _EMULATE_EPILOG = """\
@@ -71,7 +80,7 @@ def _add_emulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     p.add_argument("--port", type=int, default=5020, help="first port (one port per meter)")
-    p.add_argument("--unit", type=int, default=5, help="unit id the meters answer")
+    p.add_argument("--unit", type=int, default=DEFAULT_UNIT, help="unit id the meters answer")
     p.add_argument("--model", choices=("E27", "E28"), default="E28")
     p.add_argument("--serial", default=None, help="serial number of the first meter")
     p.add_argument(

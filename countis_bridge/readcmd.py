@@ -15,11 +15,11 @@ from collections.abc import Mapping
 
 from countis.catalogue import VALUE_BY_KEY, VALUE_KEYS, Group, Kind
 from countis.client import MeterClient
+from countis.config import DEFAULT_PORT
 from countis.errors import ConfigError
 from countis.models import MeterIdentity, MeterReading, ValueType
 from countis.presentation import SENSOR_BY_KEY
 
-DEFAULT_PORT = 502
 #: Menus of the meter's display, in display order: (menu code, title).
 MENUS: tuple[tuple[str, str], ...] = (
     ("rt", "Realtime"),
