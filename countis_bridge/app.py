@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from countis.errors import ConfigError, CountisError
 
 from countis_bridge import topics
-from countis_bridge.ports import free_port, port_open
+from countis_bridge.ports import MQTT_PORT, free_port, port_open
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
@@ -75,7 +75,7 @@ class Broker:
     """Where the bridge finds its MQTT broker (the Supervisor's answer, or the override)."""
 
     host: str
-    port: int = 1883
+    port: int = MQTT_PORT
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     tls: bool = False
@@ -107,7 +107,7 @@ def mqtt_override(options: Mapping[str, Any]) -> Broker | None:
     given = _present(raw)
     return Broker(
         host=str(given["host"]),
-        port=given.get("port", 1883),
+        port=given.get("port", MQTT_PORT),
         username=str(given["username"]) if "username" in given else None,
         password=str(given["password"]) if "password" in given else None,
     )
@@ -219,7 +219,7 @@ def parse_mqtt_service(payload: object) -> Broker:
     data = payload.get("data")
     if not isinstance(data, Mapping) or not data.get("host"):
         raise ConfigError("Supervisor MQTT service: no broker host in the answer")
-    port = data.get("port", 1883)
+    port = data.get("port", MQTT_PORT)
     if isinstance(port, bool) or not isinstance(port, int | str) or not str(port).isdigit():
         raise ConfigError(f"Supervisor MQTT service: bad port {port!r}")
     return Broker(

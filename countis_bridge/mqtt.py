@@ -23,6 +23,8 @@ import aiomqtt
 import paho.mqtt.client as paho
 from countis.errors import CountisError
 
+from countis_bridge.ports import MQTT_PORT
+
 ONLINE = b"online"
 OFFLINE = b"offline"
 #: Longest wait of each step of a clean exit (the offline publish, then the disconnect).
@@ -76,7 +78,7 @@ class BrokerOptions:
     """Where and how to connect (plain values: settings are parsed at the edge)."""
 
     host: str = "127.0.0.1"
-    port: int = 1883
+    port: int = MQTT_PORT
     username: str | None = None
     password: str | None = None
     client_id: str | None = None

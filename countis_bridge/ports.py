@@ -1,10 +1,11 @@
-"""Loopback TCP ports: a free one for a server of ours, and whether one accepts connections."""
+"""TCP ports: MQTT's standard one, a free one for a server of ours, and whether one is open."""
 
 from __future__ import annotations
 
 import socket
 
 LOOPBACK = "127.0.0.1"
+MQTT_PORT = 1883  # a broker's port unless configured otherwise (IANA: mqtt)
 
 
 def free_port(host: str = LOOPBACK) -> int:

@@ -74,6 +74,7 @@ from pydantic_settings import (
 from countis_bridge import topics
 from countis_bridge.config_file import read_config_file, shorten
 from countis_bridge.discovery import command_platforms
+from countis_bridge.ports import MQTT_PORT
 from countis_bridge.topics import RESERVED_SLUGS, slugify
 
 ENV_PREFIX = "COUNTIS_"
@@ -194,7 +195,7 @@ class MqttSettings(BaseModel):
     model_config = _FROZEN
 
     host: str = Field(default="127.0.0.1", min_length=1)
-    port: int = Field(default=1883, ge=1, le=65535)
+    port: int = Field(default=MQTT_PORT, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
     client_id: str | None = None
