@@ -8,6 +8,7 @@ the target, fsync the directory so the rename itself is on disk.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -27,6 +28,11 @@ def write_durably(path: Path, text: str) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _sync_directory(path.parent)
+
+
+def write_json_durably(path: Path, data: object) -> None:
+    """Replace ``path`` with ``data`` as JSON (indented, keys sorted: readable, diffable)."""
+    write_durably(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _sync_directory(directory: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from countis_bridge import topics
-from countis_bridge.durable import write_durably
+from countis_bridge.durable import write_json_durably
 
 _LOG = logging.getLogger(__name__)
 
@@ -61,6 +61,6 @@ class FilePartialStore:
         state = self._pending.pop(serial)
         path = self.path(serial)
         try:
-            write_durably(path, json.dumps(state, indent=1, sort_keys=True))
+            write_json_durably(path, state)
         except OSError as err:
             _LOG.warning("cannot save partial-meter state %s: %s", path, err)

@@ -15,13 +15,14 @@ from countis.errors import ConfigError
 from countis.models import MeterIdentity, ValueType
 from countis.values import compute_values, registers_for
 
+from countis_bridge.durable import write_json_durably
 from countis_bridge.emulator import energy, identity, modbus
 from countis_bridge.emulator.clock import Clock, SystemClock
 from countis_bridge.emulator.faults import Faults
 from countis_bridge.emulator.image import Frame, decode_registers, static_blocks
 from countis_bridge.emulator.physics import Snapshot, compute
 from countis_bridge.emulator.profiles import Profile, make_profile
-from countis_bridge.emulator.state import FORMAT, read_state, write_atomic
+from countis_bridge.emulator.state import FORMAT, read_state
 
 _VALUE_REGISTERS = registers_for(VALUE_KEYS)
 
@@ -189,7 +190,7 @@ class EmulatedMeter:
     def save_state(self) -> None:
         """Write the state file now (no-op without one)."""
         if self.state_file is not None:
-            write_atomic(self.state_file, self.state())
+            write_json_durably(self.state_file, self.state())
 
     def __repr__(self) -> str:
         """Model, serial and unit, for logs."""

@@ -47,6 +47,7 @@ from pymodbus.pdu import DecodePDU, ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.server import requesthandler as _handler
 
+from countis_bridge.durable import write_json_durably
 from countis_bridge.emulator import modbus
 from countis_bridge.emulator.meter import EmulatedMeter
 
@@ -449,11 +450,9 @@ class EmulatorServer:
 
 
 def _write(meter: EmulatedMeter, state: dict[str, Any]) -> None:
-    from countis_bridge.emulator.state import write_atomic  # noqa: PLC0415
-
     assert meter.state_file is not None
     try:
-        write_atomic(meter.state_file, state)
+        write_json_durably(meter.state_file, state)
     except OSError as err:
         _LOG.warning("cannot save the state of %s to %s: %s", meter, meter.state_file, err)
 

@@ -12,14 +12,7 @@ from typing import Any
 
 from countis.errors import ConfigError
 
-from countis_bridge.durable import write_durably
-
 FORMAT = 1
-
-
-def write_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` atomically and durably."""
-    write_durably(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def read_state(path: Path) -> dict[str, Any] | None:
