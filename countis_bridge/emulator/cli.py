@@ -11,6 +11,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from countis.config import MAX_UNIT
 from countis.errors import ConfigError
 
 from countis_bridge.emulator.control import ControlServer
@@ -55,7 +56,7 @@ def build_options(args: argparse.Namespace) -> EmulateOptions:
         msg = f"--control-port must be 0..65535, not {control_port}"
         raise ConfigError(msg)
     gateway = bool(getattr(args, "gateway", False))
-    if gateway and not 1 <= args.unit <= 248 - count:
+    if gateway and not 1 <= args.unit <= MAX_UNIT + 1 - count:
         msg = f"--gateway: the {count} meter(s) need unit ids {args.unit}..{args.unit + count - 1}"
         raise ConfigError(msg)
     first = Serial.parse(args.serial or DEFAULT_SERIAL)
