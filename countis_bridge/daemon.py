@@ -165,7 +165,7 @@ def run_main(args: argparse.Namespace) -> int:
 
 
 async def _identify(meter: MeterConfig) -> MeterIdentity:
-    async with MeterClient(meter.host, meter.port, meter.unit, meter.timeout) as client:
+    async with MeterClient.for_meter(meter) as client:
         return await client.identify()
 
 

@@ -81,7 +81,7 @@ class MeterPoller:
         self.per_value_topics = per_value_topics
         self.phase = phase
         self.energy_offset = energy_offset
-        self.client = MeterClient(config.host, config.port, config.unit, config.timeout)
+        self.client = MeterClient.for_meter(config)
         self.session = MeterSession(
             config,
             link or self.client,

@@ -25,7 +25,7 @@ PLATFORMS = [Platform.BUTTON, Platform.SELECT, Platform.SENSOR]
 async def async_setup_entry(hass: HomeAssistant, entry: CountisConfigEntry) -> bool:
     """Identify the meter and read it once (through its session), then add the entities."""
     config = meter_config(entry)
-    client = MeterClient(config.host, config.port, config.unit, config.timeout)
+    client = MeterClient.for_meter(config)
     store = PartialStore(hass)
     session = MeterSession(config, client, clock=HomeAssistantClock(), store=store)
     coordinator = CountisCoordinator(hass, entry, session)

@@ -20,7 +20,7 @@ from typing import Self
 
 from countis import codec
 from countis.catalogue import VALUE_KEYS
-from countis.config import DEFAULT_PORT, DEFAULT_TIMEOUT, DEFAULT_UNIT, host_port
+from countis.config import DEFAULT_PORT, DEFAULT_TIMEOUT, DEFAULT_UNIT, MeterConfig, host_port
 from countis.errors import CommandError, ModbusExceptionError, NotACountisError
 from countis.modbus_tcp import BROADCAST_UNIT, ModbusTcpConnection
 from countis.models import MeterIdentity, MeterReading
@@ -170,6 +170,11 @@ class MeterClient:
         self._conn: ModbusTcpConnection | None = None
         self._connect = connect or _open
         self.generation = 0  # connections opened so far: a new one may reach another device
+
+    @classmethod
+    def for_meter(cls, config: MeterConfig) -> Self:
+        """The client of a configured meter (its address, unit and timeout)."""
+        return cls(config.host, config.port, config.unit, config.timeout)
 
     async def __aenter__(self) -> Self:
         """Nothing to do: connecting happens on demand, so an offline meter is no error here."""
