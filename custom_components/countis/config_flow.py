@@ -36,7 +36,13 @@ from countis.errors import (
 )
 from countis.models import MeterIdentity
 from countis.tariff_plan import Schedule, TariffPlan, TariffPlanError
-from countis.tariff_plan_parse import parse_plan, plan_to_dict, rules_from_text, rules_to_text
+from countis.tariff_plan_parse import (
+    parse_plan,
+    plan_to_dict,
+    rules_from_text,
+    rules_to_text,
+    tariff_name,
+)
 
 from . import const
 from .const import (
@@ -307,12 +313,13 @@ def schedule_form(saved: Mapping[str, Any] | None, time_zone: str) -> dict[str, 
                 "holiday_tariff": "default"}  # fmt: skip
     plan = parse_plan(saved)
     assert isinstance(plan, Schedule)
+    holiday = plan.holiday_tariff
     return {
         "time_zone": plan.time_zone,
-        "default": f"T{plan.default}",
+        "default": tariff_name(plan.default),
         "rules": rules_to_text(plan.rules),
         "holidays": "\n".join(day.isoformat() for day in sorted(plan.holidays)),
-        "holiday_tariff": "default" if plan.holiday_tariff is None else f"T{plan.holiday_tariff}",
+        "holiday_tariff": "default" if holiday is None else tariff_name(holiday),
     }
 
 

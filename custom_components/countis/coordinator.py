@@ -2,7 +2,7 @@
 
 The session (countis.session.MeterSession, the same one the MQTT daemon drives) decides
 what a poll reads (realtime values every tick, energies when their interval is due),
-identifies the meter after every failure, runs each reading through the partial meters
+identifies the meter on every new connection, runs each reading through the partial meters
 and the counter guard, and keeps the last accepted value of every key: no implausible
 counter value ever reaches Home Assistant's state machine (and so the recorder).
 

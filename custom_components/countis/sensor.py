@@ -1,4 +1,4 @@
-"""Sensors: one per value of the shared spec table (countis.catalogue.SENSORS)."""
+"""Sensors: one per value of the shared spec table (countis.presentation.SENSORS)."""
 
 from __future__ import annotations
 
