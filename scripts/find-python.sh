@@ -109,15 +109,7 @@ need_tools() {
   done
   command -v curl >/dev/null || command -v wget >/dev/null || missing+=(curl)
   ((${#missing[@]})) || return 0
-  log "installing ${missing[*]} (apt-get)"
-  local sudo=()
-  if ((EUID != 0)); then
-    command -v sudo >/dev/null || die "need ${missing[*]} (not root and no sudo): install them"
-    sudo=(sudo -n)
-  fi
-  "${sudo[@]}" apt-get update -qq </dev/null >&2 || log "apt-get update failed; trying the install anyway"
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >&2 \
-    || die "apt-get install ${missing[*]} failed"
+  "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" "${missing[@]}" || die "cannot install ${missing[*]}"
 }
 need_tools
 

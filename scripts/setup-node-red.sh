@@ -25,12 +25,7 @@ die() { printf '[setup-node-red] ERROR: %s\n' "$*" >&2; exit 1; }
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   command -v apt-get >/dev/null 2>&1 ||
     die "node and npm are needed (Node.js >= $NEED_NODE); install them and re-run"
-  log "installing nodejs and npm (Debian packages)"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq >&2
-  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >&2
+  "$ROOT/scripts/apt-install.sh" nodejs npm
 fi
 node -e '
   const [major, minor] = process.versions.node.split(".").map(Number);
