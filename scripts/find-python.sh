@@ -89,8 +89,7 @@ if ((!REFRESH)); then
   # 4a. a private build made earlier (newest first)
   while IFS= read -r c; do
     if [[ -n $c ]] && fits "$c"; then echo "$c"; exit 0; fi
-  done < <(ls -d "$CACHE"/*-python"$MM"_*/root/usr/bin/"python$MM" 2>/dev/null | sort -V -r \
-    | while read -r c; do [[ -f ${c%/bin/*}/include/python$MM/Python.h ]] && echo "$c"; done)
+  done < <(ls -d "$CACHE"/*-python"$MM"_*/root/usr/bin/"python$MM" 2>/dev/null | sort -V -r)
 fi
 
 # --- 4b: build one from Debian's binary packages ------------------------------------------
@@ -173,7 +172,7 @@ patch=${upstream#"$MM".}; patch=${patch%%[!0-9]*}
 
 KEY="debian-$SUITE-python${MM}_${PYVER//[:~+]/_}-$ARCH"
 DEST=$CACHE/$KEY
-if [[ -f $DEST/.ok && -f $DEST/root/usr/include/python$MM/Python.h ]] && fits "$DEST/root/usr/bin/python$MM"; then
+if [[ -f $DEST/.ok ]] && fits "$DEST/root/usr/bin/python$MM"; then
   log "already built: $DEST"
   echo "$DEST/root/usr/bin/python$MM"
   exit 0

@@ -15,9 +15,10 @@
 # Tier files: requirements.txt (top-level pins), package_constraints.txt (verbatim copy of
 #   homeassistant/package_constraints.txt from that HA wheel), lock.txt (generated),
 #   python-version (minimum X.Y.Z), overrides.txt (optional, uv --override).
-# Environment: HA_PYTHON (a Python to use instead of scripts/find-python.sh's), HA_VENV
-#   (default <repo>/.venv-ha-<tier>), UV (a uv binary to use), UV_SPEC (uv to bootstrap if
-#   none, default uv==0.13.9), UV_CACHE_DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/uv).
+# Environment: HA_PYTHON (a Python to prefer if it fits: find-python.sh's FIND_PYTHON),
+#   HA_VENV (default <repo>/.venv-ha-<tier>), UV (a uv binary to use), UV_SPEC (uv to
+#   bootstrap if none, default uv==0.13.9), UV_CACHE_DIR (default
+#   ${XDG_CACHE_HOME:-$HOME/.cache}/uv).
 # The venv is not relocatable: cache/restore it at the same absolute path.
 set -euo pipefail
 
@@ -39,7 +40,7 @@ for arg in "$@"; do
   case $arg in
     --relock) RELOCK=1 ;;
     --list) tiers; exit 0 ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
     -*) die "unknown option: $arg" ;;
     *) [[ -z $TIER ]] || die "one tier at a time"; TIER=$arg ;;
   esac
@@ -97,16 +98,10 @@ sys.exit(not (v[:2] == (3, $PY_MINOR) and v.micro >= $PY_PATCH))" >/dev/null 2>&
 }
 
 find_python() {
-  if [[ -n ${HA_PYTHON:-} ]]; then
-    py_fits "$HA_PYTHON" || die "HA_PYTHON=$HA_PYTHON is no Python 3.$PY_MINOR.x >= $WANT_PY"
-    PY=$HA_PYTHON
-    return
-  fi
-  # python3.X on PATH or in pyenv if recent enough, else a private build (cached after the
-  # first time): see scripts/find-python.sh.
-  PY=$("$ROOT/scripts/find-python.sh" "3.$PY_MINOR" "$PY_PATCH" </dev/null) \
+  # HA_PYTHON if it fits, else python3.X on PATH or in pyenv if recent enough, else a
+  # private build (cached after the first time): see scripts/find-python.sh.
+  PY=$(FIND_PYTHON=${HA_PYTHON:-} "$ROOT/scripts/find-python.sh" "3.$PY_MINOR" "$PY_PATCH" </dev/null) \
     || die "no Python >= $WANT_PY (scripts/find-python.sh 3.$PY_MINOR $PY_PATCH failed)"
-  py_fits "$PY" || die "scripts/find-python.sh gave $PY, which is no Python >= $WANT_PY"
 }
 
 # --- helpers --------------------------------------------------------------------------
@@ -160,7 +155,6 @@ if ((RELOCK)); then
   } >"$LOCK.tmp"
   mv "$LOCK.tmp" "$LOCK"
   stamp "$VENV/bin/python" >"$VENV/.lock"
-  rm -f "$VENV/.project"
   log "wrote $LOCK ($(grep -vc '^#' "$LOCK") packages)"
 elif venv_current; then
   log "$VENV is up to date with $LOCK"
@@ -171,28 +165,19 @@ else
   new_venv
   uv_install --compile-bytecode "${OVERRIDES[@]}" -r "$LOCK"
   stamp "$VENV/bin/python" >"$VENV/.lock"
-  rm -f "$VENV/.project"
 fi
 
 # The daemon package (the emulated meter the component tests serve), editable, without
 # dependencies. Not the library: Home Assistant must find countis missing, as on a user's
 # machine, so that the install test sees it install the pinned wheel itself; the component
 # tests import it from lib/ (pytest.ini: pythonpath), mypy through MYPYPATH.
-projects=()
-[[ -f pyproject.toml ]] && projects+=(.)
-if ((${#projects[@]})); then
-  want=$(cat "${projects[@]/%//pyproject.toml}" | sha256sum | cut -d' ' -f1)
-  if [[ $(cat "$VENV/.project" 2>/dev/null || true) != "$want" ]]; then
-    log "installing the checkout (editable, --no-deps): ${projects[*]}"
-    # A venv of an older layout may hold the library: Home Assistant must not find it.
-    "$UV" pip uninstall -p "$VENV/bin/python" countis </dev/null >/dev/null 2>&1 || true
-    editable=()
-    for p in "${projects[@]}"; do editable+=(-e "$p"); done
-    uv_install --no-deps "${editable[@]}"
-    echo "$want" >"$VENV/.project"
-  fi
-else
-  log "WARNING: no pyproject.toml in $ROOT; the project itself is not installed"
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [[ $(cat "$VENV/.project" 2>/dev/null || true) != "$want" ]]; then
+  log "installing the checkout (editable, --no-deps): ."
+  # A venv of an older layout may hold the library: Home Assistant must not find it.
+  "$UV" pip uninstall -p "$VENV/bin/python" countis </dev/null >/dev/null 2>&1 || true
+  uv_install --no-deps -e .
+  echo "$want" >"$VENV/.project"
 fi
 
 # Smoke check: the stack imports and the versions are the locked ones.
