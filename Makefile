@@ -7,13 +7,12 @@ demo:  ## emulated meter + embedded broker + bridge, live values (sets up .venv 
 test:  ## the whole test suite, set-up included (lint, types, unit, integration, Node-RED, Home Assistant)
 	scripts/test.sh
 
-lint:
-	scripts/bootstrap.sh
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy lib/countis countis_bridge
+lint:  ## ruff and mypy --strict (sets up .venv first)
+	scripts/lint.sh
 
 bench:  ## fleet benchmark (see bench/README.md)
 	scripts/bootstrap.sh
 	.venv/bin/python bench/fleet.py --meters 100 --duration 30
 
 clean:
-	rm -rf .venv .venv-ha .venv-ha-* .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf .venv .venv-ha-* dist .mypy_cache .ruff_cache .pytest_cache .hypothesis

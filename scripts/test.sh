@@ -15,13 +15,7 @@ cd "$(dirname "$0")/.."
 export PYTHONDONTWRITEBYTECODE=  # compiled bytecode halves the HA tier's import time
 
 scripts/ensure-mosquitto.sh
-scripts/bootstrap.sh
-
-echo "==> ruff"
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
-echo "==> mypy --strict"
-.venv/bin/mypy lib/countis countis_bridge
+scripts/lint.sh  # sets up .venv first
 
 echo "==> build both distributions (sdist + wheel, twine check) and the offline wheelhouse"
 scripts/build-dists.sh
