@@ -1,4 +1,4 @@
-"""``python -m bridge`` runs the CLI."""
+"""``python -m countis_bridge`` runs the CLI."""
 
 import sys
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create or refresh the project's virtual environment (.venv) with every extra installed.
-# Idempotent: it reinstalls only when pyproject.toml changed since the last run.
+# Idempotent: it reinstalls only when pyproject.toml or lib/pyproject.toml changed since the
+# last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,4 +1,4 @@
-"""bridge/registers.py against Socomec's table (docs/meter/registers.csv)."""
+"""lib/countis/registers.py against Socomec's table (docs/meter/registers.csv)."""
 
 from __future__ import annotations
 
