@@ -178,8 +178,3 @@ def replay(meter: ScriptedMeter, clock: ManualClock, step: Step) -> None:
     clock.advance(step.advance)
     meter.move(**step.changes)
     meter.fault = step.fault
-
-
-def expected_state(step: Step, published: Mapping[str, Any]) -> dict[str, Any]:
-    """The published values of the step's keys (what both front ends must show)."""
-    return {key: published.get(key) for key in step.expect}

@@ -66,7 +66,6 @@ class FaultProxy:
         self.drizzle = (0.0, 0.0, 0.0)
         self._random = random.Random(port_seed(target_port))
         self.injected: Counter[str] = Counter()
-        self.connections = 0
         self.attempts: list[float] = []  # loop time of each connection accepted
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
@@ -117,7 +116,6 @@ class FaultProxy:
         # -- one client connection -----------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
         self.attempts.append(asyncio.get_running_loop().time())
         if self.mode == "refuse":
             self.injected["refuse"] += 1

@@ -37,7 +37,7 @@ async def test_every_message_through_the_broker_is_answered_exactly_once(
         await mqtt_recorder.publish_all(
             [(f"{BASE}/main/set/{probe.name}", probe.payload) for probe in probes]
         )
-        responses = await mqtt_recorder.wait_count(RESPONSE, MESSAGES, after=mark, within=60)
+        await mqtt_recorder.wait_count(RESPONSE, MESSAGES, after=mark, within=60)
         await asyncio.sleep(1.0)  # anything more than one answer each would arrive by now
         responses = mqtt_recorder.since(mark, RESPONSE)
         state = await mqtt_recorder.wait_for(STATE, after=mark)  # still polling
