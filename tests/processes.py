@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,12 +18,23 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
+
 from countis_bridge.ports import LOOPBACK as HOST
 from countis_bridge.ports import port_open
 
 T = TypeVar("T")
 
-__all__ = ["HOST", "Process", "free_ports", "port_open", "start_mosquitto", "tail", "wait_until"]
+__all__ = [
+    "HOST",
+    "Process",
+    "free_ports",
+    "mosquitto_binary",
+    "port_open",
+    "start_mosquitto",
+    "tail",
+    "wait_until",
+]
 
 
 def free_ports(count: int) -> list[int]:
@@ -113,6 +125,20 @@ class Process:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         return status
+
+
+def mosquitto_binary() -> str:
+    """Path of the mosquitto executable, or a failure (never a skip) telling how to install it."""
+    found = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    if found is None:
+        pytest.fail(
+            "mosquitto is not installed: the tests need a real broker "
+            "(Debian/Ubuntu: apt-get install mosquitto; or run scripts/ensure-mosquitto.sh)",
+            pytrace=False,
+        )
+    return found
 
 
 def start_mosquitto(binary: str, workdir: Path) -> tuple[Process, int]:

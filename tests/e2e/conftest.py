@@ -33,6 +33,7 @@ from tests.processes import (
     HOST,
     Process,
     free_ports,
+    mosquitto_binary,
     port_open,
     start_mosquitto,
     tail,
@@ -67,16 +68,6 @@ def bridge_python() -> str:
             pytrace=False,
         )
     return python
-
-
-def mosquitto_binary() -> str:
-    """The mosquitto executable (a failure, never a skip, when it is missing)."""
-    found = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
-    if found is None:
-        pytest.fail("mosquitto is not installed (scripts/ensure-mosquitto.sh)", pytrace=False)
-    return found
 
 
 @dataclass
@@ -182,13 +173,6 @@ def bridge_process(python: str, workdir: Path, mqtt_port: int, meter_port: int) 
     return Process("bridge", [python, "-m", "countis_bridge.app"], workdir / "bridge.log", env)
 
 
-def _exited(process: Process) -> bool:
-    """False while ``process`` runs; a failure (with its log) once it has exited."""
-    if process.running:
-        return False
-    pytest.fail(f"{process.name} exited:\n{tail(process.log, 20)}", pytrace=False)
-
-
 def _http_failed(workdir: Path) -> bool:
     """False unless Home Assistant could not open its HTTP port (then: a failure)."""
     log = workdir / "ha" / "hass.log"
@@ -240,7 +224,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         emulator = emulator_process(python, workdir, meter_port, control_port).start()
         processes.append(emulator)
         wait_until(
-            lambda: (port_open(meter_port) and port_open(control_port)) or _exited(emulator),
+            lambda: (port_open(meter_port) and port_open(control_port)) or emulator.check_running(),
             within=30,
             what="the emulated meter and its control API",
         )
@@ -250,7 +234,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ha = HomeAssistant(http_port, token)
         started = time.monotonic()
         wait_until(
-            lambda: _http_failed(workdir) or _exited(hass) or ha.running_with_mqtt(),
+            lambda: _http_failed(workdir) or hass.check_running() or ha.running_with_mqtt(),
             within=120,
             every=0.2,
             what="Home Assistant RUNNING with mqtt",

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import itertools
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -28,22 +27,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from countis_bridge.ports import free_port, port_open
-
-HOST = "127.0.0.1"
-
-
-def mosquitto_binary() -> str:
-    """Path of the mosquitto executable, or a failure telling how to install it."""
-    found = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
-    if found is None:
-        pytest.fail(
-            "mosquitto is not installed: the integration tests need a real broker "
-            "(Debian/Ubuntu: apt-get install mosquitto; or run scripts/ensure-mosquitto.sh)",
-            pytrace=False,
-        )
-    return found
+from tests.processes import HOST, mosquitto_binary
 
 
 class Mosquitto:
@@ -355,7 +339,6 @@ class BridgeHarness:
         self._procs: list[subprocess.Popen[bytes]] = []
 
     free_port = staticmethod(free_port)
-    port_open = staticmethod(port_open)
 
     @staticmethod
     def meter(name: str | None, port: int, **options: Any) -> dict[str, Any]:

@@ -31,7 +31,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.integration.conftest import free_port, mosquitto_binary, port_open
+from tests.integration.conftest import free_port, port_open
+from tests.processes import mosquitto_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"

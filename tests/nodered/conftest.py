@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -44,6 +43,7 @@ from tests.processes import (
     HOST,
     Process,
     free_ports,
+    mosquitto_binary,
     port_open,
     start_mosquitto,
     tail,
@@ -107,16 +107,6 @@ def bridge_command() -> list[str]:
     if not script.exists():
         pytest.fail(f"no {script}: run scripts/bootstrap.sh", pytrace=False)
     return [str(script)]
-
-
-def mosquitto_binary() -> str:
-    """The mosquitto executable (a failure, never a skip, when it is missing)."""
-    found = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
-    if found is None:
-        pytest.fail("mosquitto is not installed (scripts/ensure-mosquitto.sh)", pytrace=False)
-    return found
 
 
 def example_flows() -> dict[str, list[dict[str, Any]]]:
