@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ha_harness import EmulatorControl, HomeAssistant, overlay_venv, seed_ha_config
+from ha_harness import HomeAssistant, overlay_venv, seed_ha_config
 
+from tests.control_api import EmulatorControl
 from tests.processes import (
     HOST,
     Process,

@@ -291,25 +291,3 @@ def overlay_venv(path: Path, python: str = sys.executable) -> Path:
 
 
 # --- the emulator's control API -------------------------------------------------------------
-
-
-class EmulatorControl:
-    """HTTP JSON control API of ``countis-bridge emulate --control-port``."""
-
-    def __init__(self, port: int, meter: int = 0) -> None:
-        """The API's port and the meter index."""
-        self.url = f"http://{HOST}:{port}/meters/{meter}"
-
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            text = response.read()
-        return json.loads(text) if text else None
-
-    def values(self) -> dict[str, Any]:
-        """The meter's values by value key, quantized as its registers carry them."""
-        answer = self._call("GET", "/values")
-        return dict(answer.get("values", answer))

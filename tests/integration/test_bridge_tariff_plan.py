@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import math
-import urllib.request
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +21,7 @@ from countis.clock import ScaledClock
 from countis_bridge.emulator import EmulatorServer
 from countis_bridge.emulator import server as emulator_server
 from countis_bridge.emulator.control import ControlServer
+from tests.control_api import EmulatorControl
 
 SPEED = 30.0
 STATE = "countis/main/state"
@@ -34,23 +34,16 @@ class Emulated:
         self.ports = ports
         self.control = control
 
-    async def get(self, path: str) -> Any:
-        return await asyncio.to_thread(self._http, path, None)
-
-    async def post(self, path: str, body: dict[str, Any]) -> Any:
-        return await asyncio.to_thread(self._http, path, body)
-
-    def _http(self, path: str, body: dict[str, Any] | None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.control}{path}", data=data)
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            return json.load(answer)
-
     async def tariff(self, index: int = 0) -> int:
-        return int((await self.get("/meters"))[index]["tariff"])
+        meter = await asyncio.to_thread(EmulatorControl(self.control, index).meter)
+        return int(meter["tariff"])
 
     async def values(self, index: int = 0) -> dict[str, Any]:
-        return dict(await self.get(f"/meters/{index}/values"))
+        return await asyncio.to_thread(EmulatorControl(self.control, index).values)
+
+    async def set_tariff(self, tariff: int, index: int = 0) -> None:
+        """Switch a meter's tariff from its front panel."""
+        await asyncio.to_thread(EmulatorControl(self.control, index).tariff, tariff)
 
 
 @pytest.fixture
@@ -130,7 +123,7 @@ async def test_a_tariff_changed_behind_the_bridge_comes_back_within_an_energy_in
         assert state.json()["tariff_planned"] == 2
         assert state.json()["tariff_source"] == "schedule"
         assert await device.tariff() == 2  # asserted at start, inside the T2 window
-        await device.post("/meters/0/tariff", {"tariff": 1})  # the front panel, say
+        await device.set_tariff(1)  # the front panel, say
         assert await device.tariff() == 1
         await asyncio.sleep(1.0 + 0.5)  # one energy interval, and a realtime tick of slack
         assert await device.tariff() == 2

@@ -15,15 +15,9 @@ from pathlib import Path
 import pytest
 
 from countis_bridge.ports import free_port
+from tests.control_api import EmulatorControl
 
 HOST = "127.0.0.1"
-
-
-def http(port, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://{HOST}:{port}{path}", data=data)
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        return json.load(answer)
 
 
 class Emulator:
@@ -39,7 +33,7 @@ class Emulator:
         deadline = time.monotonic() + 20
         while True:
             try:
-                self.meters = http(self.control, "/meters")
+                self.meters = EmulatorControl(self.control).meters()
                 break
             except (urllib.error.URLError, ConnectionError):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -87,16 +81,16 @@ def test_process_serves_fleet_faults_and_saves_on_signal(tmp_path, sig):
         assert [m["serial"] for m in emulator.meters] == ["21170A0100100", "21170A0100101"]
         assert read_words(ports[1], 0xC35A, 1) == [101]  # serial order part
         assert read_words(ports[0], 0xC568, 2) == [0, 621]  # 6210 W
-        answer = http(emulator.control, "/meters/0/faults", {"exception": 6})
+        answer = EmulatorControl(emulator.control, 0).faults(exception=6)
         assert answer["faults"]["exception"] == 6
         assert read_words(ports[0], 0xC568, 2) == -6
         assert read_words(ports[1], 0xC568, 2) == [0, 621]  # faults are per meter
-        http(emulator.control, "/meters/0/faults", {"clear": True})
+        EmulatorControl(emulator.control, 0).faults(clear=True)
         assert read_words(ports[0], 0xC568, 2) == [0, 621]
-        assert http(emulator.control, "/meters/1/tariff", {"tariff": 2}) == {"tariff": 2}
+        assert EmulatorControl(emulator.control, 1).tariff(2) == {"tariff": 2}
         assert read_words(ports[1], 0xC6A1, 1) == [2]
         time.sleep(0.5)  # 30 simulated minutes at --speed 3600
-        values = http(emulator.control, "/meters/1/values")
+        values = EmulatorControl(emulator.control, 1).values()
         saved, saved_t2 = values["energy_import"], values["energy_import_t2"]
         assert saved_t2 > 0
     finally:

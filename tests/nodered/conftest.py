@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 
+from tests.control_api import EmulatorControl
 from tests.nodered.harness import (
     Comms,
-    EmulatorControl,
     MqttObserver,
     NodeRed,
     load_flow,

@@ -17,8 +17,6 @@ import socket
 import struct
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,54 +25,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.control_api import http, http_json
 from tests.processes import HOST, Process, wait_until
-
-
-def http(
-    method: str, url: str, body: Any = None, headers: Mapping[str, str] | None = None
-) -> bytes:
-    """One HTTP request with a JSON body; the answer's body (HTTP errors raise)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url,
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json", **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return bytes(response.read())
-    except urllib.error.HTTPError as err:
-        detail = err.read().decode(errors="replace")[:500]
-        msg = f"{method} {url}: HTTP {err.code}: {detail}"
-        raise AssertionError(msg) from None
-
-
-def http_json(
-    method: str, url: str, body: Any = None, headers: Mapping[str, str] | None = None
-) -> Any:
-    """One HTTP request with a JSON body; the decoded JSON answer (None when empty)."""
-    text = http(method, url, body, headers)
-    return json.loads(text) if text.strip() else None
-
-
-class EmulatorControl:
-    """The HTTP JSON control API of ``countis-bridge emulate --control-port`` (meter 0)."""
-
-    def __init__(self, port: int) -> None:
-        self.url = f"http://{HOST}:{port}/meters/0"
-
-    def meter(self) -> dict[str, Any]:
-        """Serial, tariff, partial_running, faults and values of the meter."""
-        return dict(http_json("GET", self.url))
-
-    def faults(self, **faults: Any) -> None:
-        """Set faults, e.g. ``faults(no_answer=True)``, ``faults(clear=True)``."""
-        http_json("POST", self.url + "/faults", faults)
-
-    def tariff(self, tariff: int) -> None:
-        """Switch the meter's tariff from its front panel."""
-        http_json("POST", self.url + "/tariff", {"tariff": tariff})
 
 
 @dataclass(frozen=True, slots=True)
