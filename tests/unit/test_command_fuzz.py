@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from countis.config import MeterConfig
-from countis.models import MeterIdentity, MeterReading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,37 +24,7 @@ from countis_bridge.discovery import DiscoveryOptions
 from countis_bridge.mqtt import BrokerOptions, Incoming
 from countis_bridge.service import Bridge, BridgeConfig
 from tests.fuzz import NO_ID, Probe, nested, probes, valid_probe
-
-IDENTITY = MeterIdentity(
-    vendor="SOCOMEC",
-    product_name="COUNTIS E28",
-    extended_name="COUNTIS E28 MODBUS",
-    model="E28",
-    serial_number="21170A0100001",
-    firmware_version="1.00",
-    table_version="1.00",
-    mid=False,
-)
-
-
-class MemoryLink:
-    """A meter that always answers (the session's injected link, no sockets)."""
-
-    def __init__(self) -> None:
-        self.tariff = 1
-        self.resets = 0
-
-    async def identify(self) -> MeterIdentity:
-        return IDENTITY
-
-    async def read(self, keys: Iterable[str] | None = None) -> MeterReading:
-        return MeterReading(timestamp=0.0, values=dict.fromkeys(keys or (), 0.0))
-
-    async def set_tariff(self, tariff: int, *, broadcast: bool = False) -> None:
-        self.tariff = tariff
-
-    async def reset_partial(self) -> None:
-        self.resets += 1
+from tests.scripted import IDENTITY, ScriptedMeter
 
 
 class RecordingBridge(Bridge):
@@ -82,7 +51,7 @@ class Harness:
             discovery=DiscoveryOptions(base_topic="countis"),
         )
         self.bridge = RecordingBridge(config)
-        self.link = MemoryLink()
+        self.link = ScriptedMeter()
         session = self.bridge.pollers[0].session
         session.link = self.link
         session.identity = IDENTITY
@@ -178,7 +147,7 @@ def test_the_payloads_of_the_issue(harness: Harness, probe: Probe) -> None:
 
 
 def test_a_lone_surrogate_id_is_echoed_as_an_escape(harness: Harness) -> None:
-    before = harness.link.tariff
+    before = harness.link.values["tariff"]
     probe = valid_probe("tariff", "T2" if before == 1 else "T1", "id-\ud800", as_json=True,
                         ascii_only=True, kind="s")  # fmt: skip
     answer = check_one_answer(harness, "main", probe)
@@ -188,7 +157,7 @@ def test_a_lone_surrogate_id_is_echoed_as_an_escape(harness: Harness) -> None:
         "value": 3 - before,
         "correlation_id": "id-\ud800",
     }
-    assert harness.link.tariff == 3 - before  # the meter switched, and it was answered
+    assert harness.link.values["tariff"] == 3 - before  # the meter switched, and it was answered
     raw = next(p for t, p in harness.bridge.sent if t.endswith("/response"))
     assert b"\\ud800" in as_bytes(raw)
 
