@@ -10,19 +10,14 @@ cleanly on SIGTERM, without a traceback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
-import os
 import random
 import signal
 from pathlib import Path
 
 import pytest
-from countis.errors import CountisError
 
-from countis_bridge.cli import build_parser, report
-from countis_bridge.daemon import run_settings
 from countis_bridge.settings import Settings
+from tests.config_check import clear_countis_env, run_check
 from tests.fuzz import base_configs, mutated_config
 
 HOST = "127.0.0.1"
@@ -33,23 +28,15 @@ ACCEPTED_SAMPLE = 3
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No COUNTIS_* variable of the machine leaks in; relative paths land in tmp_path."""
-    for name in list(os.environ):
-        if name.upper().startswith("COUNTIS_"):
-            monkeypatch.delenv(name)
+    clear_countis_env(monkeypatch)
     monkeypatch.chdir(tmp_path)
 
 
 def in_process(path: Path) -> tuple[str, Settings | None]:
     """The stderr line (if refused) and settings of ``run --config path``, in process."""
-    args = build_parser().parse_args(["run", "--config", str(path)])
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            return "", run_settings(args)
-        except CountisError as error:
-            code = report("run", error)
-    assert code == 2
-    return err.getvalue().rstrip("\n"), None
+    code, stderr, settings = run_check(path)
+    assert code == (0 if settings is not None else 2)
+    return stderr.rstrip("\n"), settings
 
 
 def sample(

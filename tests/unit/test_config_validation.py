@@ -8,50 +8,34 @@ code). ``tests/integration/test_config_cli.py`` runs a sample as real processes.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import ipaddress
 import logging
 import math
-import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from countis.errors import ConfigError, CountisError
+from countis.errors import ConfigError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from countis_bridge.cli import build_parser, report
-from countis_bridge.daemon import bridge_config, run_settings
+from countis_bridge.daemon import bridge_config
 from countis_bridge.service import Bridge
 from countis_bridge.settings import Settings, longest_topic
 from countis_bridge.topics import slugify
+from tests.config_check import clear_countis_env, run_check
 from tests.fuzz import base_configs, mutated_config, render
 
 
 @pytest.fixture(autouse=True)
 def clean_env_and_logging(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No COUNTIS_* variable leaks in; relative data_dirs land in a temporary directory."""
-    for name in list(os.environ):
-        if name.upper().startswith("COUNTIS_"):
-            monkeypatch.delenv(name)
+    clear_countis_env(monkeypatch)
     monkeypatch.chdir(tmp_path)
     level = logging.getLogger().level
     yield
     logging.getLogger().setLevel(level)  # run_settings applies the configured log level
-
-
-def run_check(path: Path) -> tuple[int, str, Settings | None]:
-    """Exit code, stderr and settings of ``run --config path`` up to the first connection."""
-    args = build_parser().parse_args(["run", "--config", str(path)])
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            return 0, err.getvalue(), run_settings(args)
-        except CountisError as error:
-            return report("run", error), err.getvalue(), None
 
 
 def assert_refused_in_one_line(code: int, stderr: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from countis_bridge.settings import (
     settings_overrides_from_args,
 )
 from countis_bridge.topics import slugify
+from tests.config_check import clear_countis_env
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = """\
@@ -32,9 +32,7 @@ meters:
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No COUNTIS_* variable of the machine running the tests leaks in."""
-    for name in list(os.environ):
-        if name.upper().startswith("COUNTIS_"):
-            monkeypatch.delenv(name)
+    clear_countis_env(monkeypatch)
 
 
 def write(tmp_path: Path, text: str, name: str = "countis-bridge.yaml") -> Path:
