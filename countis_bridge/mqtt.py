@@ -11,6 +11,7 @@ Every aiomqtt error is translated into :class:`BrokerConnectionError` at this bo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
@@ -100,6 +101,13 @@ class Incoming:
     retain: bool
 
 
+async def _end(requests: set[asyncio.Task[object]]) -> None:
+    """Cancel ``requests`` and wait for them (their outcome no longer matters)."""
+    for request in requests:
+        request.cancel()
+    await asyncio.gather(*requests, return_exceptions=True)
+
+
 def tls_context(tls: TlsOptions) -> ssl.SSLContext:
     """An SSL context for the broker (reads certificate files: call once per connect)."""
     try:
@@ -127,6 +135,7 @@ class MqttConnection:
         self.options = options
         self.availability_topic = availability_topic
         self._client: aiomqtt.Client | None = None
+        self._subscribing: set[asyncio.Task[object]] = set()  # see subscribe()
 
     @property
     def client(self) -> aiomqtt.Client:
@@ -200,6 +209,8 @@ class MqttConnection:
             await client.__aexit__(exc_type, exc, tb)
         except aiomqtt.MqttError:
             pass  # the connection is gone or stuck: the broker publishes the will
+        finally:
+            await _end(self._subscribing)  # no SUBACK can come any more
 
     @property
     def tcp_nodelay(self) -> bool:
@@ -252,8 +263,16 @@ class MqttConnection:
         """Subscribe to ``topics`` with the configured QoS."""
         if not topics:
             return
+        request = asyncio.ensure_future(
+            self.client.subscribe([(topic, self.options.qos) for topic in topics])
+        )
+        # Cancelled before the broker's SUBACK (a stop right after connecting), aiomqtt
+        # would forget the request and log the SUBACK that still arrives as an error. So
+        # the request waits on, shielded, for its SUBACK or the disconnect (__aexit__
+        # collects every request of the connection: one per broker session).
+        self._subscribing.add(request)
         try:
-            await self.client.subscribe([(topic, self.options.qos) for topic in topics])
+            await asyncio.shield(request)
         except aiomqtt.MqttError as err:
             msg = f"MQTT subscribe failed: {err}"
             raise BrokerConnectionError(msg) from err

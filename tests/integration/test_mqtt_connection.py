@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import tempfile
 from pathlib import Path
@@ -38,6 +39,21 @@ async def test_birth_nodelay_publish_subscribe_and_clean_offline(mosquitto, mqtt
     retained = await mqtt_recorder.retained()
     assert retained[AVAILABILITY] == b"offline"
     assert retained["countis/x/state"] == b'{"a":1}'
+
+
+async def test_a_stop_during_a_subscribe_logs_no_error(mosquitto, mqtt_recorder, caplog):
+    """Stopped before the broker's SUBACK arrives (a stop right after start): no ERROR."""
+    options = BrokerOptions(host=mosquitto.host, port=mosquitto.port)
+    for _ in range(5):
+        caplog.clear()
+        async with MqttConnection(options, availability_topic=AVAILABILITY) as connection:
+            request = asyncio.create_task(connection.subscribe("countis/+/set/+"))
+            await asyncio.sleep(0)  # the SUBSCRIBE is on its way
+            request.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await request
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == [], [r.getMessage() for r in errors]
 
 
 async def test_lost_broker_is_a_broker_connection_error(mosquitto):
