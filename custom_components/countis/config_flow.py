@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 try:  # Home Assistant 2026.x validates flow forms with probatio (voluptuous's successor)
@@ -221,41 +221,37 @@ class CountisOptionsFlow(OptionsFlowWithReload):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """A weekly schedule: time zone, rules, default and holidays."""
-        errors: dict[str, str] = {}
-        placeholders = {"error": ""}
-        if user_input is not None:
-            try:
-                plan = parse_plan(schedule_from_form(user_input), where="plan")
-            except TariffPlanError as err:
-                errors["base"], placeholders["error"] = "invalid_plan", str(err)
-            else:
-                return self._save(plan)
-        suggested = schedule_form(
-            self._options.get(CONF_TARIFF_PLAN), str(self.hass.config.time_zone)
-        )
-        return self.async_show_form(
-            step_id="schedule",
-            data_schema=self.add_suggested_values_to_schema(_SCHEDULE_SCHEMA, suggested),
-            errors=errors,
-            description_placeholders=placeholders,
-        )
+        saved = self._options.get(CONF_TARIFF_PLAN)
+        suggested = schedule_form(saved, str(self.hass.config.time_zone))
+        return self._plan_step("schedule", _SCHEDULE_SCHEMA, schedule_from_form, suggested,
+                               user_input)  # fmt: skip
 
     async def async_step_entity(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Follow the state of an entity."""
+        suggested = signal_form(self._options.get(CONF_TARIFF_PLAN))
+        return self._plan_step("entity", _ENTITY_SCHEMA, signal_from_form, suggested, user_input)
+
+    def _plan_step(
+        self,
+        step_id: str,
+        schema: vol.Schema,
+        from_form: Callable[[Mapping[str, Any]], dict[str, Any]],
+        suggested: Mapping[str, Any],
+        user_input: dict[str, Any] | None,
+    ) -> ConfigFlowResult:
+        """A plan's form: saved once the plan parser accepts it, else shown with its error."""
         errors: dict[str, str] = {}
         placeholders = {"error": ""}
         if user_input is not None:
             try:
-                plan = parse_plan(signal_from_form(user_input), where="plan")
+                plan = parse_plan(from_form(user_input), where="plan")
             except TariffPlanError as err:
                 errors["base"], placeholders["error"] = "invalid_plan", str(err)
             else:
                 return self._save(plan)
         return self.async_show_form(
-            step_id="entity",
-            data_schema=self.add_suggested_values_to_schema(
-                _ENTITY_SCHEMA, signal_form(self._options.get(CONF_TARIFF_PLAN))
-            ),
+            step_id=step_id,
+            data_schema=self.add_suggested_values_to_schema(schema, suggested),
             errors=errors,
             description_placeholders=placeholders,
         )
